@@ -1,0 +1,34 @@
+// Internal to src/sandbox: one fresh cgroup per stage, below the server's own cgroup.
+// cgroup v2 where controllers are there; on hybrid hosts the v1 memory, pids and
+// cpuacct hierarchies. Never touches a hierarchy's root or processes it did not start.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "model/limits.h"
+
+namespace cutor::sandbox {
+
+class StageCgroup {
+ public:
+  virtual ~StageCgroup() = default;  // kills what is left, then removes the cgroup(s)
+  virtual void add_process(pid_t pid) = 0;  // throws std::system_error with the file path
+  virtual int64_t cpu_time_us() = 0;  // whole tree, since creation
+  virtual int64_t memory_peak_bytes() = 0;
+  virtual bool oom_killed() = 0;  // the memory limit killed something
+  virtual void kill_all() = 0;  // SIGKILL every process in it
+};
+
+// Creates a fresh stage cgroup named `name` with memory (swap 0) and pids limits.
+// Throws std::system_error naming the path on failure. `parent` empty: the server's own.
+std::unique_ptr<StageCgroup> create_stage_cgroup(const std::string& parent, const std::string& name,
+                                                 const SandboxLimits& limits);
+
+// "v2", "hybrid (v1 memory,pids,cpuacct)", or why not available, for doctor and /info.
+std::string describe_cgroup_support();
+
+}  // namespace cutor::sandbox

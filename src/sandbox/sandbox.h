@@ -1,0 +1,86 @@
+// The sandbox: runs one stage's command isolated and limited, and reports how it ended.
+//
+// The executor asks for a Workspace per submission (a size-limited directory the host
+// writes the submission's files into without following links), then calls run() once
+// per stage. Each run() gets a fresh sandbox around the same workspace.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <stop_token>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "model/limits.h"
+#include "model/submission.h"
+
+namespace cutor {
+
+// Where the workspace appears inside the box; the stage's working directory.
+inline constexpr std::string_view kBoxWorkdir = "/box";
+
+// A submission's working directory on the host. Removing it (destructor) never follows
+// a link the untrusted program planted.
+class Workspace {
+ public:
+  virtual ~Workspace() = default;
+  // Absolute host path of the directory.
+  virtual const std::string& path() const = 0;
+  // An O_PATH|O_DIRECTORY fd of it, valid for the Workspace's lifetime.
+  virtual int dirfd() const = 0;
+  // Writes one file at `relative_path` (validated like a submission file name),
+  // creating parent directories as needed, exclusively and without following links
+  // (openat + O_NOFOLLOW + O_EXCL). Throws std::system_error naming the path on failure.
+  virtual void write_file(std::string_view relative_path, std::string_view content,
+                          bool executable) = 0;
+};
+
+struct BindMount {
+  std::string host_path;  // absolute
+  std::string box_path;  // absolute, inside the box (often the same)
+};
+
+// One command to run in a fresh sandbox.
+struct SandboxSpec {
+  // argv[0] without a '/' is looked up in the PATH of `env` (inside the box).
+  std::vector<std::string> argv;
+  // The whole environment, "KEY=value". Nothing of the server's leaks in.
+  std::vector<std::string> env;
+  // The workspace, mounted read-write at kBoxWorkdir; the working directory.
+  const Workspace* workspace = nullptr;
+  // Extra read-only mounts, e.g. /nix/store for a Nix environment.
+  std::vector<BindMount> read_only;
+  std::string stdin_data;
+  SandboxLimits limits;
+};
+
+struct SandboxOptions {
+  // Parent of the per-stage cgroups: the server's own cgroup unless set (tests).
+  std::string cgroup_parent;
+  // Size limits of the workspace and of the box's /tmp.
+  int64_t workspace_bytes = 256ll << 20;
+  int64_t tmp_bytes = 64ll << 20;
+  // Use namespaces/cgroups/seccomp. False: a plain child process with rlimits and a
+  // process group (for hosts that can't, and as the fallback until the real one runs).
+  bool isolate = true;
+};
+
+class Sandbox {
+ public:
+  virtual ~Sandbox() = default;
+
+  // A new, empty workspace directory `parent_dir/name`, size-limited where the host
+  // allows. Throws std::system_error with context on failure.
+  virtual std::unique_ptr<Workspace> make_workspace(const std::string& parent_dir,
+                                                   const std::string& name) = 0;
+
+  // Runs `spec` to completion, or until a limit or `cancel` stops it (then every process
+  // it started is killed and the output so far kept). Never throws for what the program
+  // did; an internal failure is StageStatus::kInternalError with the reason in stderr.
+  virtual StageResult run(const SandboxSpec& spec, std::stop_token cancel) = 0;
+};
+
+std::unique_ptr<Sandbox> make_sandbox(const SandboxOptions& options);
+
+}  // namespace cutor

@@ -1,0 +1,109 @@
+// The request store: submissions and their progress, durable, with change notification.
+//
+// The API inserts and reads; the executor claims work and writes each status change
+// and stage result as it happens. Implementations: SqliteSubmissionStore (embedded,
+// WAL); a PostgreSQL one can follow the same interface. All methods are thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <stop_token>
+#include <string>
+#include <vector>
+
+#include "model/submission.h"
+
+namespace cutor {
+
+// The store could not do what was asked (I/O error, disk full, read-only data dir...).
+class StoreError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// insert() refused: the queue already holds max_queue unfinished submissions.
+class QueueFullError : public StoreError {
+ public:
+  using StoreError::StoreError;
+};
+
+struct SubmissionPage {
+  std::vector<Submission> submissions;  // newest first
+  std::optional<std::string> next_cursor;  // opaque; absent on the last page
+};
+
+enum class CancelOutcome { kCancelled, kAlreadyFinished, kNotFound };
+
+// Called after a submission's row changed (any status or stage write, cancel, insert).
+// Runs on the writer's thread, after commit: keep it short and never call back into
+// the store from it.
+using ChangeListener = std::function<void(const std::string& id, SubmissionStatus status)>;
+
+class SubmissionStore {
+ public:
+  virtual ~SubmissionStore() = default;
+
+  // Durably stores a new QUEUED submission (id, created_at_ms and request set by the
+  // caller; stages PENDING). Returns after the commit. Throws QueueFullError when
+  // `max_queue` > 0 and that many submissions are unfinished, StoreError on failure.
+  // Assigns and returns seq.
+  virtual int64_t insert(const Submission& s, int64_t max_queue) = 0;
+
+  virtual std::optional<Submission> get(const std::string& id) = 0;
+
+  // Newest first. `cursor` is a value from a previous page's next_cursor; throws
+  // std::invalid_argument for a cursor this store did not produce.
+  virtual SubmissionPage list(std::optional<SubmissionStatus> status, int limit,
+                              const std::optional<std::string>& cursor) = 0;
+
+  // Blocks until a QUEUED submission can be claimed (oldest first) or `stop` is
+  // requested (then returns nullopt). A claimed submission stays QUEUED in status but is
+  // leased to this process: no other claim returns it until it finishes or is requeued.
+  virtual std::optional<Submission> claim_next(std::stop_token stop) = 0;
+
+  // Moves a claimed submission forward. Ignored (returns false) once it is FINISHED,
+  // e.g. after a cancel.
+  virtual bool set_status(const std::string& id, SubmissionStatus status) = 0;
+  // Writes one stage's result (also used for RUNNING with output so far). Ignored
+  // (returns false) once the submission is FINISHED.
+  virtual bool set_stage(const std::string& id, Stage stage, const StageResult& r) = 0;
+  // Terminal write: status FINISHED, `result`, finished_at; every stage still PENDING or
+  // RUNNING becomes SKIPPED. Exactly once: returns false if it was already FINISHED.
+  virtual bool finish(const std::string& id, Result result) = 0;
+
+  // Cancels: a QUEUED one never runs, a running one is marked FINISHED/CANCELLED at
+  // once (its RUNNING stage becomes SIGNALED with SIGKILL, PENDING ones SKIPPED) and
+  // listeners are told, so the executor kills its sandbox.
+  virtual CancelOutcome cancel(const std::string& id) = 0;
+
+  // On start: every unfinished submission (claimed or half-run by a process that
+  // died) goes back to QUEUED with its stages PENDING. Returns how many.
+  virtual int64_t requeue_unfinished() = 0;
+
+  // Counts for /metrics and /info.
+  virtual int64_t count_all() = 0;
+  virtual int64_t count_unfinished() = 0;  // queue depth: QUEUED and running
+  virtual std::vector<std::pair<std::string, int64_t>> count_by_status() = 0;
+  virtual std::vector<std::pair<std::string, int64_t>> count_by_result() = 0;
+
+  // Registers a listener for the store's lifetime. Returns a handle for remove_listener.
+  virtual int add_listener(ChangeListener l) = 0;
+  virtual void remove_listener(int handle) = 0;
+
+  // Wakes claim_next() callers so they can see their stop token.
+  virtual void wake_all() = 0;
+};
+
+struct SqliteStoreOptions {
+  std::string path;  // database file; ":memory:" for a private in-memory store
+  bool synchronous_full = true;  // fsync every commit (survives power loss, not just a crash)
+};
+
+// Opens (creating if needed) the SQLite store. Throws StoreError with the path and
+// SQLite's message on failure.
+std::unique_ptr<SubmissionStore> open_sqlite_store(const SqliteStoreOptions& options);
+
+}  // namespace cutor
