@@ -1,0 +1,384 @@
+#include "executor/executor.h"
+
+#include <spdlog/spdlog.h>
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <sstream>
+#include <thread>
+
+namespace cutor {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Upper bounds (seconds) of the stage duration histogram buckets.
+constexpr std::array<double, 14> kBuckets = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                             0.25,  0.5,    1,     2.5,  5,     10,  60};
+
+// A Prometheus histogram per stage; lock-free counters.
+class StageHistograms {
+ public:
+  void observe(Stage s, double seconds) {
+    auto& h = hist_[static_cast<int>(s)];
+    for (size_t i = 0; i < kBuckets.size(); ++i)
+      if (seconds <= kBuckets[i]) h.buckets[i].fetch_add(1, std::memory_order_relaxed);
+    h.count.fetch_add(1, std::memory_order_relaxed);
+    h.sum_us.fetch_add(static_cast<int64_t>(seconds * 1e6), std::memory_order_relaxed);
+  }
+  void write(std::ostringstream& out) const {
+    out << "# HELP cutor_stage_duration_seconds Wall time of each executed stage.\n"
+        << "# TYPE cutor_stage_duration_seconds histogram\n";
+    for (Stage s : kAllStages) {
+      const auto& h = hist_[static_cast<int>(s)];
+      std::string label = "stage=\"" + std::string(stage_name(s)) + "\"";
+      for (size_t i = 0; i < kBuckets.size(); ++i)
+        out << "cutor_stage_duration_seconds_bucket{" << label << ",le=\"" << kBuckets[i]
+            << "\"} " << h.buckets[i].load() << "\n";
+      out << "cutor_stage_duration_seconds_bucket{" << label << ",le=\"+Inf\"} " << h.count.load()
+          << "\n";
+      out << "cutor_stage_duration_seconds_sum{" << label << "} " << h.sum_us.load() / 1e6
+          << "\n";
+      out << "cutor_stage_duration_seconds_count{" << label << "} " << h.count.load() << "\n";
+    }
+  }
+
+ private:
+  struct Histogram {
+    std::array<std::atomic<int64_t>, kBuckets.size()> buckets{};
+    std::atomic<int64_t> count{0};
+    std::atomic<int64_t> sum_us{0};
+  };
+  std::array<Histogram, 4> hist_;
+};
+
+bool is_ok(const StageResult& r) { return r.status == StageStatus::kOk; }
+
+// The submission's result when the run stage ended as `r`.
+Result result_of_run(const StageResult& r) {
+  switch (r.status) {
+    case StageStatus::kOk:
+      return Result::kOk;
+    case StageStatus::kNonzeroExit:
+    case StageStatus::kSignaled:
+      return Result::kRuntimeError;
+    case StageStatus::kTimeLimitExceeded:
+    case StageStatus::kWallTimeLimitExceeded:
+      return Result::kTimeLimitExceeded;
+    case StageStatus::kMemoryLimitExceeded:
+      return Result::kMemoryLimitExceeded;
+    case StageStatus::kOutputLimitExceeded:
+      return Result::kOutputLimitExceeded;
+    default:
+      return Result::kInternalError;
+  }
+}
+
+StageResult internal_error(const std::string& why) {
+  StageResult r;
+  r.status = StageStatus::kInternalError;
+  r.stderr_data = why + "\n";
+  r.output = r.stderr_data;
+  return r;
+}
+
+int64_t micros_since(Clock::time_point start) {
+  return std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start).count();
+}
+
+}  // namespace
+
+struct Executor::State {
+  SubmissionStore& store;
+  Sandbox& sandbox;
+  EnvironmentCache* environments;
+  ExecutorOptions options;
+  StageHistograms histograms;
+
+  std::stop_source claiming_off;  // workers stop claiming new submissions
+  std::stop_source shutdown;  // running submissions are interrupted, left unfinished
+  std::vector<std::jthread> workers;
+  int listener = -1;
+
+  // Submissions running here, so a cancel (seen through the store) can kill them.
+  mutable std::mutex mu;
+  std::condition_variable idle_cv;
+  std::map<std::string, std::stop_source> running;
+
+  State(SubmissionStore& st, Sandbox& sb, EnvironmentCache* env, ExecutorOptions opt)
+      : store(st), sandbox(sb), environments(env), options(std::move(opt)) {}
+
+  void on_change(const std::string& id, SubmissionStatus status) {
+    if (status != SubmissionStatus::kFinished) return;
+    std::lock_guard lock(mu);
+    auto it = running.find(id);
+    if (it != running.end()) it->second.request_stop();  // cancelled while running
+  }
+
+  void set_status(const Submission& s, SubmissionStatus status) {
+    if (store.set_status(s.id, status))
+      spdlog::info("submission {} {}", s.id, status_name(status));
+  }
+
+  void finish(const Submission& s, Result r) {
+    if (store.finish(s.id, r))
+      spdlog::info("submission {} FINISHED {}", s.id, result_name(r));
+  }
+
+  void write_stage(const Submission& s, Stage stage, const StageResult& r) {
+    store.set_stage(s.id, stage, r);
+    if (r.status != StageStatus::kPending && r.status != StageStatus::kRunning &&
+        r.status != StageStatus::kSkipped)
+      histograms.observe(stage, static_cast<double>(r.wall_time_us) / 1e6);
+  }
+
+  void mark_running(const Submission& s, Stage stage) {
+    StageResult r;
+    r.status = StageStatus::kRunning;
+    store.set_stage(s.id, stage, r);
+  }
+
+  void skip(const Submission& s, Stage stage) {
+    StageResult r;
+    r.status = StageStatus::kSkipped;
+    store.set_stage(s.id, stage, r);
+  }
+
+  std::vector<std::string> stage_env(const Submission& s, const PreparedEnvironment* env) const {
+    // Later entries win: base, then the Nix environment (its PATH first), then the client's.
+    std::map<std::string, std::string> vars;
+    auto put = [&](const std::string& kv) {
+      auto eq = kv.find('=');
+      if (eq != std::string::npos) vars[kv.substr(0, eq)] = kv.substr(eq + 1);
+    };
+    for (const auto& kv : options.base_env) put(kv);
+    if (env) {
+      std::string base_path = vars["PATH"];
+      for (const auto& kv : env->env) put(kv);
+      if (!base_path.empty() && vars["PATH"] != base_path)
+        vars["PATH"] = vars["PATH"] + ":" + base_path;  // Nix first, host base system after
+    }
+    for (const auto& [k, v] : s.request.env) vars[k] = v;
+    std::vector<std::string> out;
+    out.reserve(vars.size());
+    for (const auto& [k, v] : vars) out.push_back(k + "=" + v);
+    return out;
+  }
+
+  // Runs one script stage; returns its result (already written to the store).
+  StageResult run_script(const Submission& s, Stage stage, std::vector<std::string> argv,
+                         std::string stdin_data, const Workspace& ws,
+                         const PreparedEnvironment* env, std::stop_token cancel) {
+    mark_running(s, stage);
+    SandboxSpec spec;
+    spec.argv = std::move(argv);
+    spec.env = stage_env(s, env);
+    spec.workspace = &ws;
+    if (env)
+      for (const auto& p : env->read_only_paths) spec.read_only.push_back({p, p});
+    spec.stdin_data = std::move(stdin_data);
+    spec.limits = s.request.limits_for(stage);
+    StageResult r = sandbox.run(spec, cancel);
+    write_stage(s, stage, r);
+    return r;
+  }
+
+  void execute(const Submission& s, std::stop_token shutdown_token) {
+    std::stop_source cancel;
+    {
+      std::lock_guard lock(mu);
+      running[s.id] = cancel;
+    }
+    // Shutdown also interrupts the stage (the submission is then left unfinished).
+    std::stop_callback on_shutdown(shutdown_token, [&] { cancel.request_stop(); });
+    try {
+      // A cancel between the claim and our registration above must still win: the
+      // store has it FINISHED already, so never start it.
+      auto current = store.get(s.id);
+      if (current && current->status != SubmissionStatus::kFinished)
+        run_stages(s, cancel.get_token(), shutdown_token);
+    } catch (const std::exception& e) {
+      spdlog::error("submission {}: {}", s.id, e.what());
+      if (!shutdown_token.stop_requested()) {
+        try {
+          finish(s, Result::kInternalError);
+        } catch (const std::exception& e2) {
+          spdlog::error("submission {}: cannot record INTERNAL_ERROR: {}", s.id, e2.what());
+        }
+      }
+    }
+    std::lock_guard lock(mu);
+    running.erase(s.id);
+    idle_cv.notify_all();
+  }
+
+  void run_stages(const Submission& s, std::stop_token cancel, std::stop_token shutdown_token) {
+    const SubmissionRequest& req = s.request;
+    auto abandoned = [&] { return shutdown_token.stop_requested(); };
+    auto cancelled = [&] { return cancel.stop_requested(); };
+
+    // environment
+    std::optional<PreparedEnvironment> env;
+    struct Release {
+      EnvironmentCache* cache = nullptr;
+      std::string key;
+      ~Release() {
+        if (cache) cache->release(key);
+      }
+    } release;
+    if (const SubmissionFile* nix = req.find_file("cutor.nix")) {
+      set_status(s, SubmissionStatus::kSettingUpEnvironment);
+      mark_running(s, Stage::kEnvironment);
+      EnvironmentOutcome outcome;
+      if (!environments) {
+        outcome.stage = internal_error(
+            "cutor: this server has no Nix environment cache (is Nix installed? see `cutor "
+            "doctor`)");
+      } else {
+        outcome = environments->prepare(nix->content, req.limits_for(Stage::kEnvironment), cancel);
+      }
+      if (abandoned()) return;
+      write_stage(s, Stage::kEnvironment, outcome.stage);
+      if (!is_ok(outcome.stage) || !outcome.environment) {
+        finish(s, cancelled() ? Result::kCancelled : Result::kEnvironmentError);
+        return;
+      }
+      env = std::move(outcome.environment);
+      release.cache = environments;
+      release.key = env->key;
+    } else {
+      skip(s, Stage::kEnvironment);
+    }
+
+    // build: a fresh workspace with the files written in it
+    set_status(s, SubmissionStatus::kBuilding);
+    mark_running(s, Stage::kBuild);
+    auto build_start = Clock::now();
+    std::unique_ptr<Workspace> ws;
+    StageResult build;
+    try {
+      ws = sandbox.make_workspace(options.work_dir, s.id);
+      for (const auto& f : req.files) {
+        bool script = f.name == "run.sh" || f.name == "compile.sh";
+        ws->write_file(f.name, f.content, script);
+      }
+      build.status = StageStatus::kOk;
+      build.code = 0;
+    } catch (const std::exception& e) {
+      build.status = StageStatus::kNonzeroExit;
+      build.code = 1;
+      build.stderr_data = std::string("cutor: cannot write the files: ") + e.what() + "\n";
+      build.output = build.stderr_data;
+    }
+    build.wall_time_us = micros_since(build_start);
+    if (abandoned()) return;
+    write_stage(s, Stage::kBuild, build);
+    if (!is_ok(build)) {
+      finish(s, Result::kBuildError);
+      return;
+    }
+
+    // compile
+    const PreparedEnvironment* penv = env ? &*env : nullptr;
+    if (req.find_file("compile.sh")) {
+      if (cancelled()) return finish(s, Result::kCancelled);
+      set_status(s, SubmissionStatus::kCompiling);
+      StageResult r = run_script(s, Stage::kCompile, {"sh", "compile.sh"}, "", *ws, penv, cancel);
+      if (abandoned()) return;
+      if (!is_ok(r)) {
+        finish(s, cancelled() ? Result::kCancelled : Result::kCompileError);
+        return;
+      }
+    } else {
+      skip(s, Stage::kCompile);
+    }
+
+    // run
+    if (cancelled()) return finish(s, Result::kCancelled);
+    set_status(s, SubmissionStatus::kRunning);
+    std::vector<std::string> argv = {"sh", "run.sh"};
+    argv.insert(argv.end(), req.args.begin(), req.args.end());
+    StageResult r = run_script(s, Stage::kRun, std::move(argv), req.stdin_data, *ws, penv, cancel);
+    if (abandoned()) return;
+    finish(s, cancelled() ? Result::kCancelled : result_of_run(r));
+  }
+
+  void worker_loop(int index) {
+    spdlog::debug("worker {} started", index);
+    auto token = claiming_off.get_token();
+    while (!token.stop_requested()) {
+      std::optional<Submission> s;
+      try {
+        s = store.claim_next(token);
+      } catch (const std::exception& e) {
+        spdlog::error("worker {}: claim failed: {}", index, e.what());
+        std::unique_lock lock(mu);  // back off without spinning, wake on shutdown
+        std::condition_variable_any cv;
+        cv.wait_for(lock, token, std::chrono::seconds(1), [] { return false; });
+        continue;
+      }
+      if (!s) continue;
+      execute(*s, shutdown.get_token());
+    }
+  }
+};
+
+Executor::Executor(SubmissionStore& store, Sandbox& sandbox, EnvironmentCache* environments,
+                   ExecutorOptions options)
+    : state_(std::make_unique<State>(store, sandbox, environments, std::move(options))) {
+  state_->listener = store.add_listener(
+      [st = state_.get()](const std::string& id, SubmissionStatus status) {
+        st->on_change(id, status);
+      });
+}
+
+Executor::~Executor() {
+  stop();
+  state_->store.remove_listener(state_->listener);
+}
+
+void Executor::start() {
+  for (int i = 0; i < state_->options.workers; ++i)
+    state_->workers.emplace_back([this, i] { state_->worker_loop(i); });
+}
+
+void Executor::stop() {
+  if (state_->workers.empty()) return;
+  // Stop claiming, give running submissions their grace, then interrupt the rest: they
+  // stay unfinished in the store and run again on the next start.
+  state_->claiming_off.request_stop();
+  state_->store.wake_all();
+  {
+    auto deadline = Clock::now() + std::chrono::milliseconds(state_->options.shutdown_grace_ms);
+    std::unique_lock lock(state_->mu);
+    state_->idle_cv.wait_until(lock, deadline, [&] { return state_->running.empty(); });
+  }
+  state_->shutdown.request_stop();
+  state_->workers.clear();  // joins
+}
+
+void Executor::execute(const Submission& submission, std::stop_token shutdown) {
+  state_->execute(submission, shutdown);
+}
+
+std::string Executor::metrics_text() const {
+  std::ostringstream out;
+  state_->histograms.write(out);
+  out << "# HELP cutor_running_submissions Submissions being executed now.\n"
+      << "# TYPE cutor_running_submissions gauge\n"
+      << "cutor_running_submissions " << running_count() << "\n";
+  return out.str();
+}
+
+int Executor::running_count() const {
+  std::lock_guard lock(state_->mu);
+  return static_cast<int>(state_->running.size());
+}
+
+}  // namespace cutor
