@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs every Debian package cutor needs (only what is missing) and builds it.
+# Usage: scripts/setup.sh [BUILD_TYPE] [BUILD_DIR]   (default: Release build/release)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PACKAGES=(
+  g++ cmake ninja-build pkg-config git ca-certificates
+  libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
+  libsqlite3-dev sqlite3 libseccomp-dev libssl-dev libspdlog-dev libcli11-dev libgtest-dev
+  nix-bin bubblewrap python3 python3-pytest curl iproute2 procps
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "setup: missing packages: ${missing[*]} (run as root to install them)" >&2
+    exit 1
+  fi
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+BUILD_TYPE=${1:-Release}
+BUILD_DIR=${2:-build/$(echo "$BUILD_TYPE" | tr '[:upper:]' '[:lower:]')}
+cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE="$BUILD_TYPE" >/dev/null
+cmake --build "$BUILD_DIR"
+echo "setup: built $BUILD_DIR/src/cli/cutor"

@@ -1,0 +1,262 @@
+// The `cutor` binary: serve, run, doctor, deps.
+#include <signal.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <thread>
+
+#include "api/http_server.h"
+#include "cli/dependency_adapter.h"
+#include "cli/run_command.h"
+#if __has_include("envcache/deps_cli.h")
+#include "envcache/deps_cli.h"
+#define HAVE_DEPS 1
+#endif
+#include "envcache/nix_environment_cache.h"
+#include "executor/executor.h"
+#include "sandbox/cgroup.h"
+#include "sandbox/doctor.h"
+#include "sandbox/sandbox.h"
+#include "store/submission_store.h"
+
+namespace cutor {
+namespace {
+namespace fs = std::filesystem;
+
+struct ServeOptions {
+  std::string listen = "127.0.0.1:8080";
+  std::string data = "./cutor-data";
+  int workers = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  std::string nix_path;
+  std::optional<std::string> substituters;
+  std::string auth_token_file;
+  int64_t max_queue = 100'000;
+  int64_t cache_budget = 0;
+  int64_t max_wait_ms = 60'000;
+  int http_threads = 2;
+  std::string log_format = "text";
+  std::string log_level = "info";
+  bool no_isolation = false;
+};
+
+void setup_logging(const std::string& format, const std::string& level) {
+  if (format == "json")
+    spdlog::set_pattern(R"({"time":"%Y-%m-%dT%H:%M:%S.%eZ","level":"%l","msg":"%v"})",
+                        spdlog::pattern_time_type::utc);
+  else
+    spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+  spdlog::set_level(spdlog::level::from_str(level));
+}
+
+// "127.0.0.1:8080", "[::1]:8080" → host, port.
+std::pair<std::string, uint16_t> parse_listen(const std::string& s) {
+  auto colon = s.rfind(':');
+  if (colon == std::string::npos) throw std::runtime_error("--listen " + s + ": expected HOST:PORT");
+  std::string host = s.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
+  int port = 0;
+  try {
+    port = std::stoi(s.substr(colon + 1));
+  } catch (const std::exception&) {
+    port = -1;
+  }
+  if (port < 0 || port > 65535) throw std::runtime_error("--listen " + s + ": bad port");
+  return {host, static_cast<uint16_t>(port)};
+}
+
+std::set<std::string> read_tokens(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw std::runtime_error("--auth-token-file " + path + ": cannot read");
+  std::set<std::string> tokens;
+  std::string line;
+  while (std::getline(in, line)) {
+    auto b = line.find_first_not_of(" \t\r");
+    auto e = line.find_last_not_of(" \t\r");
+    if (b == std::string::npos) continue;
+    tokens.insert(line.substr(b, e - b + 1));
+  }
+  if (tokens.empty()) throw std::runtime_error("--auth-token-file " + path + ": no token in it");
+  return tokens;
+}
+
+int serve(const ServeOptions& o) {
+  setup_logging(o.log_format, o.log_level);
+  // Signals are taken by sigwait below; block them before any thread starts.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  auto [host, port] = parse_listen(o.listen);
+  HttpServerConfig config;
+  if (!o.auth_token_file.empty()) config.auth_tokens = read_tokens(o.auth_token_file);
+  config.max_queue = o.max_queue;
+  config.max_wait_ms = o.max_wait_ms;
+  config.http_threads = o.http_threads;
+
+  fs::create_directories(o.data);
+  auto store = open_sqlite_store({.path = o.data + "/cutor.db", .synchronous_full = true});
+  if (int64_t n = store->requeue_unfinished())
+    spdlog::info("recovery: {} unfinished submissions queued again", n);
+
+  SandboxOptions sandbox_options;
+  sandbox_options.isolate = !o.no_isolation;
+  auto sandbox = make_sandbox(sandbox_options);
+  if (o.no_isolation)
+    spdlog::warn("--no-isolation: stages run as plain processes on the host; not for untrusted code");
+
+  std::unique_ptr<NixEnvironmentCache> nix;
+  std::unique_ptr<NixDependencyService> deps;
+  try {
+    NixCacheOptions nix_options;
+    nix_options.data_dir = o.data;
+    nix_options.nix_path = o.nix_path;
+    if (nix_options.nix_path.empty())
+      if (const char* np = getenv("NIX_PATH")) nix_options.nix_path = np;
+    nix_options.substituters = o.substituters;
+    nix_options.cache_budget_bytes = o.cache_budget;
+    nix = open_nix_environment_cache(nix_options);
+    deps = std::make_unique<NixDependencyService>(
+        *nix, config.limits.default_for(Stage::kEnvironment));
+  } catch (const std::exception& e) {
+    spdlog::warn("no Nix environment cache ({}); submissions with cutor.nix will fail", e.what());
+  }
+
+  ExecutorOptions exec_options;
+  exec_options.workers = o.workers;
+  exec_options.work_dir = fs::absolute(o.data + "/work").lexically_normal().string();
+  Executor executor(*store, *sandbox, nix.get(), exec_options);
+
+  config.features["sandbox"] = {{"isolation", !o.no_isolation},
+                                {"cgroups", sandbox::describe_cgroup_support()}};
+  config.features["nix"] = {{"available", nix != nullptr}};
+  config.features["workers"] = o.workers;
+  config.extra_metrics_text = [&executor] { return executor.metrics_text(); };
+
+  HttpServer server(host, port, *store, config, deps.get());
+  server.start();
+  executor.start();
+  spdlog::info("cutor {} serving on {}:{} with {} workers, data in {}", CUTOR_VERSION, host,
+               server.port(), o.workers, o.data);
+
+  int sig = 0;
+  sigwait(&stop_signals, &sig);
+  spdlog::info("{}: stopping (running submissions get a grace period, the rest run after restart)",
+               sig == SIGTERM ? "SIGTERM" : "SIGINT");
+  server.stop();
+  executor.stop();
+  if (nix) nix->wait_idle();
+  spdlog::info("stopped");
+  return 0;
+}
+
+}  // namespace
+}  // namespace cutor
+
+int main(int argc, char** argv) {
+  using namespace cutor;
+  CLI::App app{"cutor: a remote code execution engine"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", std::string(CUTOR_VERSION));
+
+  ServeOptions so;
+  auto* serve_cmd = app.add_subcommand("serve", "Serve the HTTP API");
+  serve_cmd->add_option("--listen", so.listen, "HOST:PORT to bind")->capture_default_str();
+  serve_cmd->add_option("--data", so.data, "Directory for the store, workspaces and env cache")
+      ->capture_default_str();
+  serve_cmd->add_option("--workers", so.workers, "Submissions run at once")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1024));
+  serve_cmd->add_option("--nix-path", so.nix_path, "NIX_PATH for cutor.nix (default: $NIX_PATH)");
+  serve_cmd->add_option("--substituters", so.substituters,
+                        "Nix substituters ('' for none; default: Nix's own setting)");
+  serve_cmd->add_option("--auth-token-file", so.auth_token_file,
+                        "Require Authorization: Bearer with a token from this file")
+      ->check(CLI::ExistingFile);
+  serve_cmd->add_option("--max-queue", so.max_queue, "Unfinished submissions before 503")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
+  serve_cmd->add_option("--cache-budget", so.cache_budget,
+                        "Bytes of Nix environments kept before LRU eviction (0: no budget)")
+      ->capture_default_str();
+  serve_cmd->add_option("--max-wait-ms", so.max_wait_ms, "Bound of ?wait=true")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{3'600'000}));
+  serve_cmd->add_option("--http-threads", so.http_threads, "Threads serving HTTP")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 64));
+  serve_cmd->add_option("--log-format", so.log_format, "text or json")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"text", "json"}));
+  serve_cmd->add_option("--log-level", so.log_level, "trace, debug, info, warn, error")
+      ->capture_default_str();
+  serve_cmd->add_flag("--no-isolation", so.no_isolation,
+                      "Run stages as plain limited processes (hosts without namespaces; unsafe)");
+
+  RunCommandOptions ro;
+  auto* run_cmd = app.add_subcommand("run", "Run a directory as one submission, here");
+  run_cmd->add_option("dir", ro.dir, "Directory with run.sh (and compile.sh, cutor.nix, ...)")
+      ->required();
+  run_cmd->add_option("--stdin", ro.stdin_file, "File fed to run.sh's stdin")
+      ->check(CLI::ExistingFile);
+  run_cmd->add_option("--nix-path", ro.nix_path, "NIX_PATH for cutor.nix (default: $NIX_PATH)");
+  run_cmd->add_option("--data", ro.data_dir, "Environment cache dir (default: ~/.cache/cutor)");
+  run_cmd->add_option("--env", ro.env, "KEY=VALUE set for compile and run");
+  run_cmd->add_option("--limit", ro.limits, "STAGE.LIMIT=N, e.g. run.wall_time_ms=2000");
+  run_cmd->add_flag("--base64", ro.base64, "Print stage output as base64 (exact bytes)");
+  bool run_no_isolation = false;
+  run_cmd->add_flag("--no-isolation", run_no_isolation, "Run as plain limited processes (unsafe)");
+  run_cmd->footer("Arguments after -- are passed to run.sh.");
+
+  auto* doctor_cmd = app.add_subcommand("doctor", "What isolation this host supports");
+
+  auto* deps_cmd = app.add_subcommand("deps", "The Nix environment cache");
+  (void)deps_cmd;
+#ifdef HAVE_DEPS
+  DepsCliOptions deps_options;
+  configure_deps_cli(*deps_cmd, deps_options);
+#endif
+
+  // `cutor run DIR [options] -- ARGS...`: everything after the first "--" goes to run.sh
+  // untouched, so an argument may look like an option.
+  std::vector<char*> own_args(argv, argv + argc);
+  if (argc > 1 && std::string_view(argv[1]) == "run") {
+    for (int i = 2; i < argc; ++i) {
+      if (std::string_view(argv[i]) == "--") {
+        ro.args.assign(argv + i + 1, argv + argc);
+        own_args.resize(i);
+        break;
+      }
+    }
+  }
+  try {
+    app.parse(static_cast<int>(own_args.size()), own_args.data());
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+
+  try {
+    if (serve_cmd->parsed()) return serve(so);
+    if (run_cmd->parsed()) {
+      ro.isolate = !run_no_isolation;
+      spdlog::set_level(spdlog::level::warn);
+      return run_command(ro);
+    }
+    if (doctor_cmd->parsed()) return sandbox::run_doctor(std::cout);
+#ifdef HAVE_DEPS
+    if (deps_cmd->parsed()) return run_deps_cli(deps_options);
+#endif
+  } catch (const std::exception& e) {
+    std::cerr << "cutor: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}
