@@ -13,10 +13,7 @@
 #include "api/http_server.h"
 #include "cli/dependency_adapter.h"
 #include "cli/run_command.h"
-#if __has_include("envcache/deps_cli.h")
 #include "envcache/deps_cli.h"
-#define HAVE_DEPS 1
-#endif
 #include "envcache/nix_environment_cache.h"
 #include "executor/executor.h"
 #include "sandbox/cgroup.h"
@@ -219,11 +216,15 @@ int main(int argc, char** argv) {
   auto* doctor_cmd = app.add_subcommand("doctor", "What isolation this host supports");
 
   auto* deps_cmd = app.add_subcommand("deps", "The Nix environment cache");
-  (void)deps_cmd;
-#ifdef HAVE_DEPS
-  DepsCliOptions deps_options;
-  configure_deps_cli(*deps_cmd, deps_options);
-#endif
+  std::vector<std::string> deps_args;
+  NixCacheOptions deps_options;
+  std::string deps_data = "./cutor-data";
+  std::optional<std::string> deps_substituters;
+  deps_cmd->add_option("--data", deps_data, "The server's data directory")->capture_default_str();
+  deps_cmd->add_option("--nix-path", deps_options.nix_path, "NIX_PATH (default: $NIX_PATH)");
+  deps_cmd->add_option("--substituters", deps_substituters, "Nix substituters ('' for none)");
+  deps_cmd->add_option("--cache-budget", deps_options.cache_budget_bytes, "Bytes kept by gc");
+  deps_cmd->add_option("command", deps_args, "list | build FILE | rm KEY | gc")->required();
 
   // `cutor run DIR [options] -- ARGS...`: everything after the first "--" goes to run.sh
   // untouched, so an argument may look like an option.
@@ -251,9 +252,13 @@ int main(int argc, char** argv) {
       return run_command(ro);
     }
     if (doctor_cmd->parsed()) return sandbox::run_doctor(std::cout);
-#ifdef HAVE_DEPS
-    if (deps_cmd->parsed()) return run_deps_cli(deps_options);
-#endif
+    if (deps_cmd->parsed()) {
+      deps_options.data_dir = deps_data;
+      deps_options.substituters = deps_substituters;
+      if (deps_options.nix_path.empty())
+        if (const char* np = getenv("NIX_PATH")) deps_options.nix_path = np;
+      return run_deps_command(deps_args, deps_options, std::cout, std::cerr);
+    }
   } catch (const std::exception& e) {
     std::cerr << "cutor: " << e.what() << "\n";
     return 1;

@@ -43,6 +43,11 @@ struct BoxStatus {
   int wait_status = 0;  // as from waitpid() for the program
   int setup_errno = 0;  // non-zero: the box could not be built; `message` says where
   char message[240] = {};
+  // Resources of every process box init reaped (RUSAGE_CHILDREN of init): a fallback for
+  // hosts where the cpuacct/memory cgroup is not usable. Processes still running when the
+  // program exits are killed with the namespace and not counted.
+  int64_t cpu_time_us = 0;  // user + system
+  int64_t max_rss_bytes = 0;  // largest single process
 };
 
 }  // namespace cutor::sandbox

@@ -1,0 +1,317 @@
+// The box child: three processes, each with one job.
+//
+//   leader  (forked by the supervisor; in the host's pid namespace)
+//     waits for the supervisor's go byte, unshares the namespaces, names the host, forks
+//     init, then only waits for it. If init dies without reporting (OOM-killed, killed by
+//     the supervisor), the leader writes the BoxStatus instead. Killing the leader kills
+//     the box: init has PR_SET_PDEATHSIG(SIGKILL), and when PID 1 of a pid namespace dies
+//     the kernel kills everything else in it.
+//   init    (PID 1 of the new pid namespace)
+//     builds the filesystem (it must mount /proc from inside the namespace), brings up lo,
+//     forks the program, reaps every process of the namespace until the program exits,
+//     then writes exactly one BoxStatus and exits (taking the leftovers with it). It has
+//     no signal handlers, so nothing inside the namespace can signal it, not even with
+//     kill(-1, SIGKILL).
+//   program
+//     new session, stdio, rlimits, unprivileged identity, no capabilities,
+//     no_new_privs, /box, seccomp last, execve. A setup failure before execve travels to
+//     init on a close-on-exec pipe (EOF there means execve succeeded).
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include "sandbox/box.h"
+#include "sandbox/mnt.h"
+#include "sandbox/net.h"
+#include "sandbox/seccomp.h"
+#include "sandbox/user.h"
+
+namespace cutor::sandbox {
+namespace {
+
+constexpr const char* kHostname = "cutor";
+constexpr const char* kDefaultPath = "/usr/local/bin:/usr/bin:/bin";
+
+// argv/envp as execve wants them, and the paths to try for argv[0]; built before the first
+// fork so the later processes allocate almost nothing.
+struct PreparedExec {
+  std::vector<char*> argv;
+  std::vector<char*> envp;
+  std::vector<std::string> candidates;
+};
+
+PreparedExec prepare_exec(const BoxPlan& plan) {
+  PreparedExec exec;
+  for (const std::string& arg : plan.argv) exec.argv.push_back(const_cast<char*>(arg.c_str()));
+  exec.argv.push_back(nullptr);
+  for (const std::string& var : plan.env) exec.envp.push_back(const_cast<char*>(var.c_str()));
+  exec.envp.push_back(nullptr);
+  if (plan.argv.empty() || plan.argv[0].empty()) return exec;
+  const std::string& command = plan.argv[0];
+  if (command.find('/') != std::string::npos) {
+    exec.candidates.push_back(command);
+    return exec;
+  }
+  std::string path = kDefaultPath;
+  for (const std::string& var : plan.env)
+    if (var.rfind("PATH=", 0) == 0) path = var.substr(5);
+  size_t start = 0;
+  while (true) {
+    size_t colon = path.find(':', start);
+    std::string dir = path.substr(start, colon == std::string::npos ? colon : colon - start);
+    exec.candidates.push_back((dir.empty() ? std::string(".") : dir) + "/" + command);
+    if (colon == std::string::npos) break;
+    start = colon + 1;
+  }
+  return exec;
+}
+
+// One write of a fixed-size struct below PIPE_BUF: atomic on a pipe.
+void write_status(int fd, const BoxStatus& status) {
+  ssize_t n;
+  do n = ::write(fd, &status, sizeof(status));
+  while (n < 0 && errno == EINTR);
+}
+
+BoxStatus setup_failure(int err, const char* what) {
+  BoxStatus status;
+  status.setup_errno = err != 0 ? err : EIO;
+  std::snprintf(status.message, sizeof(status.message), "%s (errno %d)", what, status.setup_errno);
+  return status;
+}
+
+BoxStatus status_from_exception() {
+  try {
+    throw;
+  } catch (const std::system_error& e) {
+    return setup_failure(e.code().value(), e.what());
+  } catch (const std::exception& e) {
+    return setup_failure(EIO, e.what());
+  }
+}
+
+[[noreturn]] void fail_with_errno(int status_fd, const char* what) {
+  int err = errno;
+  char text[200];
+  std::snprintf(text, sizeof(text), "%s: %s", what, std::strerror(err));
+  write_status(status_fd, setup_failure(err, text));
+  ::_exit(1);
+}
+
+// The supervisor's dispositions and mask (a server may block or ignore signals in its
+// threads) must not reach the box: a program starting with SIGPIPE ignored or SIGXCPU
+// blocked behaves differently.
+void reset_signals() {
+  for (int sig = 1; sig < NSIG; ++sig) {
+    if (sig == SIGKILL || sig == SIGSTOP) continue;
+    ::signal(sig, SIG_DFL);  // EINVAL for the few reserved numbers: nothing to do
+  }
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+}
+
+// Closes every fd from 3 up except `keep` (fds inherited from a multi-threaded server).
+void close_fds_except(std::vector<int> keep) {
+  keep.erase(std::remove_if(keep.begin(), keep.end(), [](int fd) { return fd < 3; }), keep.end());
+  std::sort(keep.begin(), keep.end());
+  unsigned first = 3;
+  for (int fd : keep) {
+    if (static_cast<unsigned>(fd) > first) ::close_range(first, fd - 1, 0);
+    first = std::max(first, static_cast<unsigned>(fd) + 1);
+  }
+  ::close_range(first, ~0U, 0);
+}
+
+// fd `from` becomes `to` (0, 1 or 2); -1 means /dev/null.
+void install_stdio(int from, int to, int open_flags) {
+  if (from < 0) {
+    from = ::open("/dev/null", open_flags | O_CLOEXEC);
+    if (from < 0) throw std::system_error(errno, std::generic_category(), "open /dev/null");
+  }
+  if (::dup2(from, to) < 0)
+    throw std::system_error(errno, std::generic_category(), "dup2 to fd " + std::to_string(to));
+}
+
+[[noreturn]] void run_program(const BoxPlan& plan, const PreparedExec& exec, int error_fd) {
+  try {
+    if (::setsid() < 0) throw std::system_error(errno, std::generic_category(), "setsid");
+    // Copy the three sources above 2 first so that one dup2 cannot clobber another's source
+    // (e.g. stdout_fd == 0). The copies are close-on-exec.
+    int sources[3] = {plan.stdin_fd, plan.stdout_fd, plan.stderr_fd};
+    for (int& fd : sources) {
+      if (fd < 0) continue;
+      fd = ::fcntl(fd, F_DUPFD_CLOEXEC, 3);
+      if (fd < 0) throw std::system_error(errno, std::generic_category(), "fcntl F_DUPFD_CLOEXEC");
+    }
+    install_stdio(sources[0], 0, O_RDONLY);
+    install_stdio(sources[1], 1, O_WRONLY);
+    install_stdio(sources[2], 2, O_WRONLY);
+    // Nothing but 0-2 survives execve (an inherited fd let programs forge verdicts in other
+    // judges). Close-on-exec rather than close: error_fd is needed until then.
+    if (::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) != 0)
+      throw std::system_error(errno, std::generic_category(), "close_range(3, ~0, CLOEXEC)");
+    apply_rlimits(plan.limits);
+    drop_identity(plan.uid, plan.gid);
+    if (::chdir(std::string(kBoxWorkdir).c_str()) != 0)
+      throw std::system_error(errno, std::generic_category(), "chdir " + std::string(kBoxWorkdir));
+    install_seccomp_filter();
+  } catch (...) {
+    write_status(error_fd, status_from_exception());
+    ::_exit(125);
+  }
+
+  // Past this point failures are the user's (a missing command), reported like a shell.
+  int exec_errno = ENOENT;
+  for (const std::string& candidate : exec.candidates) {
+    ::execve(candidate.c_str(), exec.argv.data(), exec.envp.data());
+    if (errno != ENOENT && errno != ENOTDIR) exec_errno = errno;
+    if (errno != ENOENT && errno != ENOTDIR && errno != EACCES) break;
+  }
+  const char* command = plan.argv.empty() ? "" : plan.argv[0].c_str();
+  char line[512];
+  int len;
+  if (exec_errno == ENOENT)
+    len = std::snprintf(line, sizeof(line), "cutor: %s: not found\n", command);
+  else
+    len = std::snprintf(line, sizeof(line), "cutor: %s: %s\n", command, std::strerror(exec_errno));
+  if (len > 0) (void)!::write(2, line, std::min<size_t>(len, sizeof(line) - 1));
+  ::_exit(exec_errno == ENOENT ? 127 : 126);
+}
+
+[[noreturn]] void run_init(const BoxPlan& plan, const PreparedExec& exec, int leader_alive_fd) {
+  // Die with the leader. It may already be gone (then the pipe has hung up).
+  if (::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0)
+    fail_with_errno(plan.status_fd, "prctl PR_SET_PDEATHSIG");
+  struct pollfd alive = {leader_alive_fd, POLLIN, 0};
+  if (::poll(&alive, 1, 0) > 0) ::_exit(1);
+
+  int error_pipe[2];
+  pid_t program = -1;
+  try {
+    if (plan.argv.empty() || plan.argv[0].empty())
+      throw std::system_error(EINVAL, std::generic_category(), "empty argv");
+    build_box_filesystem(plan);
+    bring_up_loopback();
+    if (::pipe2(error_pipe, O_CLOEXEC) != 0)
+      throw std::system_error(errno, std::generic_category(), "pipe2 for the program's errors");
+    program = ::fork();
+    if (program < 0) throw std::system_error(errno, std::generic_category(), "fork the program");
+  } catch (...) {
+    write_status(plan.status_fd, status_from_exception());
+    ::_exit(1);
+  }
+  if (program == 0) {
+    ::close(error_pipe[0]);
+    run_program(plan, exec, error_pipe[1]);
+  }
+
+  // Only the program (and what it starts) may hold the output pipes: the supervisor reads
+  // them to EOF. (sync_fd was closed by the leader already; its number may be reused.)
+  ::close(error_pipe[1]);
+  for (int fd : {plan.stdin_fd, plan.stdout_fd, plan.stderr_fd, leader_alive_fd})
+    if (fd > 2) ::close(fd);
+
+  BoxStatus setup_error;
+  ssize_t got;
+  do got = ::read(error_pipe[0], &setup_error, sizeof(setup_error));
+  while (got < 0 && errno == EINTR);
+  ::close(error_pipe[0]);
+
+  // The reaper of the namespace: orphans are re-parented to us.
+  int program_status = 0;
+  while (true) {
+    int status;
+    pid_t pid = ::waitpid(-1, &status, 0);
+    if (pid == program) {
+      program_status = status;
+      break;
+    }
+    if (pid < 0 && errno != EINTR) break;  // ECHILD: cannot happen before the program
+  }
+  // Count what already finished too; what still runs dies with us, uncounted.
+  while (::waitpid(-1, nullptr, WNOHANG) > 0) {
+  }
+
+  BoxStatus result = got == static_cast<ssize_t>(sizeof(setup_error)) ? setup_error : BoxStatus{};
+  result.wait_status = program_status;
+  struct rusage usage;
+  if (::getrusage(RUSAGE_CHILDREN, &usage) == 0) {
+    result.cpu_time_us = (usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) * 1000000ll +
+                         usage.ru_utime.tv_usec + usage.ru_stime.tv_usec;
+    result.max_rss_bytes = static_cast<int64_t>(usage.ru_maxrss) * 1024;
+  }
+  write_status(plan.status_fd, result);
+  ::_exit(0);
+}
+
+}  // namespace
+
+void box_main(const BoxPlan& plan) {
+  reset_signals();
+  // The leader dies with the supervisor thread that forked it (and init with the leader).
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+  close_fds_except({plan.stdin_fd, plan.stdout_fd, plan.stderr_fd, plan.sync_fd, plan.status_fd});
+
+  // Wait until the supervisor has put us into the stage cgroup: everything forked from
+  // here on is accounted for.
+  char go;
+  ssize_t n;
+  do n = ::read(plan.sync_fd, &go, 1);
+  while (n < 0 && errno == EINTR);
+  if (n != 1) {
+    if (n == 0) errno = EPIPE;
+    fail_with_errno(plan.status_fd, "read the go byte from the supervisor");
+  }
+  ::close(plan.sync_fd);
+
+  PreparedExec exec = prepare_exec(plan);
+  if (::unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP |
+                CLONE_NEWPID) != 0)
+    fail_with_errno(plan.status_fd, "unshare(mount, net, ipc, uts, cgroup, pid namespaces)");
+  if (::sethostname(kHostname, std::strlen(kHostname)) != 0)
+    fail_with_errno(plan.status_fd, "sethostname");
+
+  int alive_pipe[2];
+  if (::pipe2(alive_pipe, O_CLOEXEC) != 0) fail_with_errno(plan.status_fd, "pipe2");
+  pid_t init = ::fork();
+  if (init < 0) fail_with_errno(plan.status_fd, "fork box init");
+  if (init == 0) {
+    ::close(alive_pipe[1]);
+    run_init(plan, exec, alive_pipe[0]);
+  }
+  ::close(alive_pipe[0]);
+  for (int fd : {plan.stdin_fd, plan.stdout_fd, plan.stderr_fd})
+    if (fd > 2) ::close(fd);
+
+  int status = 0;
+  pid_t pid;
+  do pid = ::waitpid(init, &status, 0);
+  while (pid < 0 && errno == EINTR);
+  if (pid == init && WIFEXITED(status) && WEXITSTATUS(status) == 0) ::_exit(0);  // it reported
+  if (pid == init && WIFEXITED(status)) ::_exit(1);  // it reported its setup failure
+  // Init was killed before it could report (the memory limit, or kill_all): that is how the
+  // program's box ended.
+  BoxStatus lost;
+  lost.wait_status = status;
+  std::snprintf(lost.message, sizeof(lost.message), "box init ended by signal %d",
+                WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+  write_status(plan.status_fd, lost);
+  ::_exit(0);
+}
+
+}  // namespace cutor::sandbox

@@ -1,0 +1,243 @@
+#include "sandbox/mnt.h"
+
+#include <fcntl.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <string>
+#include <system_error>
+
+#include "sandbox/fd.h"
+
+namespace cutor::sandbox {
+namespace {
+
+// Where the new root is assembled. The tmpfs mounted here exists only in the box's private
+// mount namespace, so every box can share the one (host-side empty) directory.
+constexpr const char* kNewRootParent = "/run/cutor";
+constexpr const char* kNewRoot = "/run/cutor/box-root";
+
+[[noreturn]] void throw_errno(const std::string& what) {
+  throw std::system_error(errno, std::generic_category(), what);
+}
+
+void mount_or_throw(const char* source, const std::string& target, const char* fstype,
+                    unsigned long flags, const std::string& data, const std::string& what) {
+  if (::mount(source, target.c_str(), fstype, flags, data.empty() ? nullptr : data.c_str()) != 0)
+    throw_errno(what);
+}
+
+void make_dir(const std::string& path, mode_t mode) {
+  if (::mkdir(path.c_str(), mode) != 0 && errno != EEXIST) throw_errno("mkdir " + path);
+}
+
+// mkdir -p of `path` (absolute, inside the new root being built).
+void make_dirs(const std::string& path, mode_t mode) {
+  for (size_t slash = path.find('/', 1); slash != std::string::npos;
+       slash = path.find('/', slash + 1))
+    make_dir(path.substr(0, slash), mode);
+  make_dir(path, mode);
+}
+
+void write_file(const std::string& path, const std::string& content) {
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
+  if (!fd) throw_errno("create " + path);
+  size_t done = 0;
+  while (done < content.size()) {
+    ssize_t n = ::write(fd.get(), content.data() + done, content.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw_errno("write " + path);
+    done += static_cast<size_t>(n);
+  }
+}
+
+// Creates the mount point for `host_path` at `target`: a directory for a directory, an
+// empty file for anything else.
+void make_mount_point(const std::string& target, const struct stat& host) {
+  auto slash = target.rfind('/');
+  if (slash != std::string::npos && slash > 0) make_dirs(target.substr(0, slash), 0755);
+  if (S_ISDIR(host.st_mode)) {
+    make_dir(target, 0755);
+    return;
+  }
+  UniqueFd fd(::open(target.c_str(), O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644));
+  if (!fd) throw_errno("create mount point " + target);
+}
+
+// A bind mount of `host_path` at `target` with `flags` (MS_RDONLY, MS_NOSUID...). The first
+// mount() ignores everything but MS_BIND/MS_REC: the flags need a second, remount call,
+// or the bind silently stays writable.
+void bind_mount(const std::string& host_path, const std::string& target, unsigned long flags) {
+  struct stat host;
+  if (::stat(host_path.c_str(), &host) != 0) throw_errno("stat " + host_path);
+  make_mount_point(target, host);
+  mount_or_throw(host_path.c_str(), target, nullptr, MS_BIND, "",
+                 "mount --bind " + host_path + " " + target);
+  mount_or_throw(nullptr, target, nullptr, MS_REMOUNT | MS_BIND | flags, "",
+                 "remount " + target + (flags & MS_RDONLY ? " read-only" : ""));
+}
+
+void read_only_bind(const std::string& host_path, const std::string& target) {
+  bind_mount(host_path, target, MS_RDONLY | MS_NOSUID | MS_NODEV);
+}
+
+// A top-level path of the host base system (/usr, /bin -> usr/bin...): recreated as the same
+// symlink when it is one (merged-/usr Debian), else bound read-only; skipped when missing.
+void mirror_base_path(const std::string& root, const char* path) {
+  struct stat st;
+  if (::lstat(path, &st) != 0) {
+    if (errno == ENOENT) return;
+    throw_errno(std::string("lstat ") + path);
+  }
+  std::string target = root + path;
+  if (S_ISLNK(st.st_mode)) {
+    char link[4096];
+    ssize_t n = ::readlink(path, link, sizeof(link) - 1);
+    if (n < 0) throw_errno(std::string("readlink ") + path);
+    link[n] = '\0';
+    if (::symlink(link, target.c_str()) != 0) throw_errno("symlink " + target);
+    return;
+  }
+  if (!S_ISDIR(st.st_mode)) return;
+  read_only_bind(path, target);
+}
+
+// /etc: only what the dynamic linker, libc's name services, time zones and TLS need, bound
+// read-only one by one, plus passwd/group/hosts generated for the box. Never shadow,
+// sudoers, ssh keys or the like.
+void build_etc(const std::string& root, const BoxPlan& plan) {
+  const std::string etc = root + "/etc";
+  make_dir(etc, 0755);
+  constexpr const char* kHostEtc[] = {
+      "ld.so.cache", "ld.so.conf",   "ld.so.conf.d", "nsswitch.conf",   "localtime",
+      "timezone",    "alternatives", "ssl/certs",    "ssl/openssl.cnf", "ca-certificates.conf",
+      "mime.types",  "protocols",    "services",     "os-release",      "debian_version",
+      "profile",
+  };
+  for (const char* name : kHostEtc) {
+    std::string host_path = std::string("/etc/") + name;
+    struct stat st;
+    if (::lstat(host_path.c_str(), &st) != 0) continue;  // not on this host: fine
+    std::string target = etc + "/" + name;
+    if (S_ISLNK(st.st_mode)) {
+      // e.g. localtime -> /usr/share/zoneinfo/...: the link resolves inside the box too.
+      char link[4096];
+      ssize_t n = ::readlink(host_path.c_str(), link, sizeof(link) - 1);
+      if (n < 0) throw_errno("readlink " + host_path);
+      link[n] = '\0';
+      auto slash = target.rfind('/');
+      make_dirs(target.substr(0, slash), 0755);
+      if (::symlink(link, target.c_str()) != 0) throw_errno("symlink " + target);
+      continue;
+    }
+    read_only_bind(host_path, target);
+  }
+  const std::string uid = std::to_string(plan.uid);
+  const std::string gid = std::to_string(plan.gid);
+  // The box user comes first so a lookup by uid names it `cutor` even when it shares a
+  // number with a well-known user.
+  write_file(etc + "/passwd", "cutor:x:" + uid + ":" + gid + ":cutor:" + std::string(kBoxWorkdir) +
+                                  ":/bin/sh\nroot:x:0:0:root:/root:/bin/sh\n"
+                                  "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n");
+  write_file(etc + "/group", "cutor:x:" + gid + ":\nroot:x:0:\nnogroup:x:65534:\n");
+  write_file(etc + "/hosts",
+             "127.0.0.1 localhost cutor\n::1 localhost ip6-localhost ip6-loopback\n");
+  write_file(etc + "/hostname", "cutor\n");
+}
+
+// /dev: a small tmpfs with the harmless character devices bound from the host, the usual
+// links into /proc/self/fd and a /dev/shm; read-only afterwards.
+void build_dev(const std::string& root, int64_t shm_bytes) {
+  const std::string dev = root + "/dev";
+  make_dir(dev, 0755);
+  mount_or_throw("cutor-dev", dev, "tmpfs", MS_NOSUID | MS_NOEXEC,
+                 "size=64k,nr_inodes=64,mode=0755", "mount tmpfs " + dev);
+  for (const char* name : {"null", "zero", "full", "random", "urandom", "tty"}) {
+    std::string host_path = std::string("/dev/") + name;
+    struct stat st;
+    if (::stat(host_path.c_str(), &st) != 0 || !S_ISCHR(st.st_mode)) {
+      if (std::string(name) == "tty") continue;  // optional
+      errno = ENODEV;
+      throw_errno("host device " + host_path);
+    }
+    // Device nodes need the bind without MS_NODEV; nosuid and noexec still apply.
+    bind_mount(host_path, dev + "/" + name, MS_NOSUID | MS_NOEXEC);
+  }
+  const std::pair<const char*, const char*> kLinks[] = {{"/proc/self/fd", "fd"},
+                                                        {"/proc/self/fd/0", "stdin"},
+                                                        {"/proc/self/fd/1", "stdout"},
+                                                        {"/proc/self/fd/2", "stderr"}};
+  for (const auto& [to, name] : kLinks) {
+    std::string link = dev + "/" + name;
+    if (::symlink(to, link.c_str()) != 0) throw_errno("symlink " + link);
+  }
+  const std::string shm = dev + "/shm";
+  make_dir(shm, 01777);
+  mount_or_throw("cutor-shm", shm, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                 "size=" + std::to_string(shm_bytes) + ",mode=1777", "mount tmpfs " + shm);
+  mount_or_throw(nullptr, dev, nullptr, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC, "",
+                 "remount " + dev + " read-only");
+}
+
+}  // namespace
+
+void build_box_filesystem(const BoxPlan& plan) {
+  // Nothing done below may propagate to the host's mount table.
+  mount_or_throw(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, "",
+                 "make / private (MS_REC|MS_PRIVATE)");
+
+  make_dir(kNewRootParent, 0700);
+  make_dir(kNewRoot, 0700);
+  const std::string root = kNewRoot;
+  // Holds only mount points and the generated /etc files; read-only once built.
+  mount_or_throw("cutor-root", root, "tmpfs", MS_NOSUID | MS_NODEV,
+                 "size=1m,nr_inodes=4096,mode=0755", "mount tmpfs " + root);
+
+  for (const char* path : {"/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32"})
+    mirror_base_path(root, path);
+  build_etc(root, plan);
+
+  for (const BindMount& extra : plan.read_only) {
+    if (extra.host_path.empty() || extra.host_path[0] != '/' || extra.box_path.empty() ||
+        extra.box_path[0] != '/' || extra.box_path.find("/..") != std::string::npos) {
+      errno = EINVAL;
+      throw_errno("read-only mount " + extra.host_path + " -> " + extra.box_path);
+    }
+    read_only_bind(extra.host_path, root + extra.box_path);
+  }
+
+  // The workspace: the only persistent writable place. No setuid, no devices.
+  if (plan.workspace_host_path.empty()) {
+    errno = EINVAL;
+    throw_errno("workspace path is empty");
+  }
+  bind_mount(plan.workspace_host_path, root + std::string(kBoxWorkdir), MS_NOSUID | MS_NODEV);
+
+  // A fresh, size-limited /tmp. tmpfs size=0 would mean "unlimited": never pass it.
+  const int64_t tmp_bytes = plan.tmp_bytes > 0 ? plan.tmp_bytes : (64ll << 20);
+  make_dir(root + "/tmp", 01777);
+  mount_or_throw("cutor-tmp", root + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV,
+                 "size=" + std::to_string(tmp_bytes) + ",mode=1777", "mount tmpfs /tmp");
+
+  // The proc of the box's pid namespace (we are its init), not the host's.
+  make_dir(root + "/proc", 0555);
+  mount_or_throw("proc", root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "",
+                 "mount proc /proc");
+  build_dev(root, tmp_bytes);
+  make_dir(root + "/root", 0700);
+  make_dir(root + "/home", 0755);
+
+  // pivot_root(".", "."): the old root ends up stacked on the new one and is detached at
+  // once, so no directory for it is needed (and none is left behind).
+  if (::chdir(root.c_str()) != 0) throw_errno("chdir " + root);
+  if (::syscall(SYS_pivot_root, ".", ".") != 0) throw_errno("pivot_root " + root);
+  if (::umount2(".", MNT_DETACH) != 0) throw_errno("umount2 old root");
+  if (::chdir("/") != 0) throw_errno("chdir / after pivot_root");
+  mount_or_throw(nullptr, "/", nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, "",
+                 "remount / read-only");
+}
+
+}  // namespace cutor::sandbox

@@ -1,0 +1,433 @@
+// make_sandbox and the Sandbox: prepares a stage (plain reaper or isolated box), hands it to
+// the supervisor loop, and turns what happened into a StageResult.
+#include "sandbox/sandbox.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <exception>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <system_error>
+#include <utility>
+
+#include "sandbox/box.h"
+#include "sandbox/cgroup.h"
+#include "sandbox/fd.h"
+#include "sandbox/plain_stage.h"
+#include "sandbox/supervisor.h"
+#include "sandbox/workspace.h"
+
+namespace cutor {
+
+namespace {
+
+using sandbox::BoxStatus;
+using sandbox::PlainReport;
+using sandbox::StageChild;
+using sandbox::StopReason;
+using sandbox::SupervisedRun;
+using sandbox::UniqueFd;
+
+[[noreturn]] void throw_errno(int err, const std::string& what) {
+  throw std::system_error(err, std::generic_category(), what);
+}
+
+// Unprivileged identities for boxes: one per live workspace (so every stage of a
+// submission can write what the previous one left, and concurrent submissions never share
+// a uid), or one per run for a workspace not made here. Process-wide.
+class UidPool {
+ public:
+  static constexpr uid_t kFirst = 60000;
+  static constexpr uid_t kCount = 1000;
+
+  static UidPool& instance() {
+    static UidPool pool;
+    return pool;
+  }
+  uid_t acquire() {
+    std::lock_guard lock(mutex_);
+    for (uid_t i = 0; i < kCount; ++i) {
+      uid_t uid = kFirst + (next_ + i) % kCount;
+      if (in_use_.insert(uid).second) {
+        next_ = (uid - kFirst + 1) % kCount;
+        return uid;
+      }
+    }
+    throw_errno(EAGAIN, "all box uids 60000..60999 are in use");
+  }
+  void release(uid_t uid) {
+    std::lock_guard lock(mutex_);
+    in_use_.erase(uid);
+  }
+
+ private:
+  std::mutex mutex_;
+  std::set<uid_t> in_use_;
+  uid_t next_ = 0;
+};
+
+class UidLease {
+ public:
+  UidLease() : uid_(UidPool::instance().acquire()) {}
+  ~UidLease() { UidPool::instance().release(uid_); }
+  UidLease(const UidLease&) = delete;
+  UidLease& operator=(const UidLease&) = delete;
+  uid_t uid() const { return uid_; }
+
+ private:
+  uid_t uid_;
+};
+
+// A workspace that holds its box uid for as long as it exists.
+class PooledWorkspace : public sandbox::HostWorkspace {
+ public:
+  PooledWorkspace(std::unique_ptr<UidLease> lease, std::unique_ptr<sandbox::HostWorkspace> inner)
+      : lease_(std::move(lease)), inner_(std::move(inner)) {}
+  const std::string& path() const override { return inner_->path(); }
+  int dirfd() const override { return inner_->dirfd(); }
+  void write_file(std::string_view relative_path, std::string_view content,
+                  bool executable) override {
+    inner_->write_file(relative_path, content, executable);
+  }
+  uid_t owner_uid() const override { return inner_->owner_uid(); }
+  gid_t owner_gid() const override { return inner_->owner_gid(); }
+
+ private:
+  std::unique_ptr<UidLease> lease_;  // released after the directory is gone
+  std::unique_ptr<sandbox::HostWorkspace> inner_;
+};
+
+// Reports on the status pipe are fixed-size records; a setup failure wins, otherwise the
+// last record is the final word.
+template <typename Record>
+std::optional<Record> pick_report(const std::string& bytes) {
+  std::optional<Record> last;
+  for (size_t at = 0; at + sizeof(Record) <= bytes.size(); at += sizeof(Record)) {
+    Record record;
+    std::memcpy(&record, bytes.data() + at, sizeof record);
+    record.message[sizeof record.message - 1] = '\0';
+    if (record.setup_errno != 0) return record;
+    last = record;
+  }
+  return last;
+}
+
+// What the mode-specific side knows after the stage, besides the supervisor's record.
+struct Ending {
+  std::optional<int> program_wait_status;
+  std::string setup_error;  // non-empty: the stage could not be started
+  int64_t cpu_time_us = 0;
+  int64_t memory_bytes = 0;
+  bool oom_killed = false;
+};
+
+void fill_code_and_signal(StageResult& result, int wait_status) {
+  if (WIFEXITED(wait_status)) {
+    result.code = WEXITSTATUS(wait_status);
+  } else if (WIFSIGNALED(wait_status)) {
+    result.signal = WTERMSIG(wait_status);
+  }
+}
+
+StageResult make_result(SupervisedRun& run, const Ending& ending, const SandboxLimits& limits) {
+  StageResult result;
+  result.stdout_data = std::move(run.stdout_data);
+  result.stderr_data = std::move(run.stderr_data);
+  result.output = std::move(run.output);
+  result.truncated = run.truncated;
+  result.wall_time_us = run.wall_time_us;
+  result.cpu_time_us = ending.cpu_time_us;
+  result.memory_bytes = ending.memory_bytes;
+
+  auto internal = [&](const std::string& why) {
+    result.status = StageStatus::kInternalError;
+    result.code.reset();
+    result.signal.reset();
+    result.stderr_data += "cutor: internal error: " + why + "\n";
+  };
+  if (!run.internal_error.empty()) {
+    internal(run.internal_error);
+    return result;
+  }
+  if (!ending.setup_error.empty()) {
+    internal(ending.setup_error);
+    return result;
+  }
+  if (ending.program_wait_status) fill_code_and_signal(result, *ending.program_wait_status);
+  const bool cpu_over = limits.cpu_time_ms > 0 && ending.cpu_time_us > limits.cpu_time_ms * 1000;
+
+  if (ending.oom_killed) {
+    result.status = StageStatus::kMemoryLimitExceeded;
+  } else if (run.stop == StopReason::kOutput) {
+    result.status = StageStatus::kOutputLimitExceeded;
+  } else if (run.stop == StopReason::kWallTime) {
+    result.status = StageStatus::kWallTimeLimitExceeded;
+  } else if (run.stop == StopReason::kCpuTime) {
+    result.status = StageStatus::kTimeLimitExceeded;
+  } else if (run.stop == StopReason::kCancelled) {
+    result.status = StageStatus::kSignaled;
+    result.code.reset();
+    result.signal = SIGKILL;
+  } else if (!ending.program_wait_status) {
+    internal("the stage ended without reporting the program's exit status");
+  } else if (result.signal == SIGXCPU || cpu_over) {
+    result.status = StageStatus::kTimeLimitExceeded;  // the RLIMIT_CPU backstop or just over
+  } else if (result.signal) {
+    result.status = StageStatus::kSignaled;
+  } else {
+    result.status = *result.code == 0 ? StageStatus::kOk : StageStatus::kNonzeroExit;
+  }
+  if (result.status != StageStatus::kInternalError && !result.code && !result.signal) {
+    result.signal = SIGKILL;  // killed at a limit before it could report: the box went down
+  }
+  return result;
+}
+
+StageResult internal_error_result(const std::string& why) {
+  StageResult result;
+  result.status = StageStatus::kInternalError;
+  result.stderr_data = "cutor: internal error: " + why + "\n";
+  return result;
+}
+
+// Stage 1: the reaper's tree, measured through /proc, stopped by closing the control pipe.
+class PlainControl : public sandbox::StageControl {
+ public:
+  PlainControl(pid_t reaper, UniqueFd control) : reaper_(reaper), control_(std::move(control)) {}
+  int64_t cpu_time_us() override { return sandbox::process_tree_cpu_time_us(reaper_); }
+  void kill_all() override { control_.reset(); }
+
+ private:
+  pid_t reaper_;
+  UniqueFd control_;
+};
+
+// Stage 2: the box, measured through its cgroup, stopped by killing the box's leader (its
+// init and the pid namespace follow) and everything in the cgroup.
+class BoxControl : public sandbox::StageControl {
+ public:
+  BoxControl(int leader_pidfd, sandbox::StageCgroup& cgroup)
+      : leader_pidfd_(leader_pidfd), cgroup_(cgroup) {}
+  int64_t cpu_time_us() override { return cgroup_.cpu_time_us(); }
+  void kill_all() override {
+    ::syscall(SYS_pidfd_send_signal, leader_pidfd_, SIGKILL, nullptr, 0);
+    try {
+      cgroup_.kill_all();
+    } catch (const std::exception&) {
+      // The pid namespace dies with its init anyway.
+    }
+  }
+
+ private:
+  int leader_pidfd_;
+  sandbox::StageCgroup& cgroup_;
+};
+
+struct Pipe {
+  UniqueFd read;
+  UniqueFd write;
+};
+
+Pipe make_pipe(const char* what) {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) throw_errno(errno, std::string("pipe2 for ") + what);
+  return {UniqueFd(fds[0]), UniqueFd(fds[1])};
+}
+
+std::string unique_stage_name() {
+  static std::atomic<uint64_t> counter{0};
+  return "stage-" + std::to_string(::getpid()) + "-" + std::to_string(++counter);
+}
+
+class SandboxImpl : public Sandbox {
+ public:
+  explicit SandboxImpl(const SandboxOptions& options) : options_(options) {}
+
+  std::unique_ptr<Workspace> make_workspace(const std::string& parent_dir,
+                                            const std::string& name) override {
+    if (!options_.isolate) {
+      // Stage 1: the program runs as the server's own uid; no owner change is needed.
+      return sandbox::create_workspace(parent_dir, name, {});
+    }
+    auto lease = std::make_unique<UidLease>();
+    sandbox::WorkspaceOptions ws;
+    ws.tmpfs_bytes = options_.workspace_bytes;
+    ws.owner_uid = lease->uid();
+    ws.owner_gid = lease->uid();
+    auto inner = sandbox::create_workspace(parent_dir, name, ws);
+    return std::make_unique<PooledWorkspace>(std::move(lease), std::move(inner));
+  }
+
+  StageResult run(const SandboxSpec& spec, std::stop_token cancel) override {
+    if (spec.argv.empty()) return internal_error_result("run: empty argv");
+    if (spec.workspace == nullptr) return internal_error_result("run: no workspace");
+    try {
+      return options_.isolate ? run_box(spec, std::move(cancel))
+                              : run_plain(spec, std::move(cancel));
+    } catch (const std::exception& e) {
+      return internal_error_result(e.what());
+    }
+  }
+
+ private:
+  StageResult run_plain(const SandboxSpec& spec, std::stop_token cancel) {
+    sandbox::PlainPlan plan;
+    plan.argv = spec.argv;
+    plan.env = spec.env;
+    plan.workdir = spec.workspace->path();
+    plan.limits = spec.limits;
+    UniqueFd control;
+    StageChild child = sandbox::start_plain_stage(plan, control);
+    PlainControl stage_control(child.pid, std::move(control));
+    SupervisedRun run =
+        sandbox::supervise(child, stage_control, spec.limits, spec.stdin_data, std::move(cancel));
+
+    Ending ending;
+    std::optional<PlainReport> report = pick_report<PlainReport>(run.status_bytes);
+    if (report && report->setup_errno != 0) {
+      ending.setup_error = report->message;
+    } else if (report) {
+      ending.program_wait_status = report->wait_status;
+      ending.memory_bytes = report->max_rss_kib * 1024;
+      ending.cpu_time_us = report->cpu_time_us;
+    } else if (run.internal_error.empty() && run.stop == StopReason::kNone) {
+      ending.setup_error = "the stage reaper exited without a report (wait status " +
+                           std::to_string(run.child_wait_status) + ")";
+    }
+    ending.cpu_time_us = std::max(ending.cpu_time_us, run.cpu_time_us);
+    return make_result(run, ending, spec.limits);
+  }
+
+  StageResult run_box(const SandboxSpec& spec, std::stop_token cancel) {
+    std::optional<UidLease> own_uid;
+    uid_t uid;
+    gid_t gid;
+    auto* host_workspace = dynamic_cast<const sandbox::HostWorkspace*>(spec.workspace);
+    if (host_workspace != nullptr && host_workspace->owner_uid() != static_cast<uid_t>(-1)) {
+      uid = host_workspace->owner_uid();
+      gid = host_workspace->owner_gid();
+    } else {
+      own_uid.emplace();
+      uid = own_uid->uid();
+      gid = own_uid->uid();
+    }
+
+    std::unique_ptr<sandbox::StageCgroup> cgroup =
+        sandbox::create_stage_cgroup(options_.cgroup_parent, unique_stage_name(), spec.limits);
+
+    Pipe in = make_pipe("stdin");
+    Pipe out = make_pipe("stdout");
+    Pipe err = make_pipe("stderr");
+    Pipe status = make_pipe("status");
+    Pipe sync = make_pipe("sync");
+
+    sandbox::BoxPlan plan;
+    plan.argv = spec.argv;
+    plan.env = spec.env;
+    plan.workspace_host_path = spec.workspace->path();
+    plan.read_only = spec.read_only;
+    plan.tmp_bytes = options_.tmp_bytes;
+    plan.uid = uid;
+    plan.gid = gid;
+    plan.limits = spec.limits;
+    plan.stdin_fd = in.read.get();
+    plan.stdout_fd = out.write.get();
+    plan.stderr_fd = err.write.get();
+    plan.sync_fd = sync.read.get();
+    plan.status_fd = status.write.get();
+
+    StageChild child;
+    child.started_ns = sandbox::monotonic_ns();
+    pid_t pid = ::fork();
+    if (pid < 0) throw_errno(errno, "fork of the box");
+    if (pid == 0) sandbox::box_main(plan);
+    child.pid = pid;
+    in.read.reset();
+    out.write.reset();
+    err.write.reset();
+    status.write.reset();
+    sync.read.reset();
+    child.stdin_pipe = std::move(in.write);
+    child.stdout_pipe = std::move(out.read);
+    child.stderr_pipe = std::move(err.read);
+    child.status_pipe = std::move(status.read);
+    child.pidfd.reset(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+
+    // Until the go byte the box only waits; on any failure here it is killed and reaped.
+    std::string start_error;
+    if (!child.pidfd) start_error = std::string("pidfd_open of the box: ") + std::strerror(errno);
+    if (start_error.empty()) {
+      try {
+        cgroup->add_process(pid);
+      } catch (const std::exception& e) {
+        start_error = std::string("placing the box in its cgroup: ") + e.what();
+      }
+    }
+    if (start_error.empty()) {
+      char go = 'g';
+      ssize_t n;
+      do n = ::write(sync.write.get(), &go, 1);
+      while (n < 0 && errno == EINTR);
+      if (n != 1) start_error = std::string("writing the go byte: ") + std::strerror(errno);
+    }
+    sync.write.reset();
+    if (!start_error.empty()) {
+      ::kill(pid, SIGKILL);
+      while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+      }
+      return internal_error_result(start_error);
+    }
+
+    BoxControl stage_control(child.pidfd.get(), *cgroup);
+    SupervisedRun run =
+        sandbox::supervise(child, stage_control, spec.limits, spec.stdin_data, std::move(cancel));
+
+    Ending ending;
+    std::optional<BoxStatus> report = pick_report<BoxStatus>(run.status_bytes);
+    if (report && report->setup_errno != 0) {
+      ending.setup_error = report->message;
+    } else if (report) {
+      ending.program_wait_status = report->wait_status;
+    }
+    try {
+      ending.oom_killed = cgroup->oom_killed();
+      ending.cpu_time_us = cgroup->cpu_time_us();
+      ending.memory_bytes = cgroup->memory_peak_bytes();
+    } catch (const std::exception& e) {
+      if (run.internal_error.empty()) run.internal_error = e.what();
+    }
+    // Where the cgroup cannot tell, what box init reaped is the best we have.
+    if (report && ending.cpu_time_us < report->cpu_time_us)
+      ending.cpu_time_us = report->cpu_time_us;
+    if (report && ending.memory_bytes <= 0) ending.memory_bytes = report->max_rss_bytes;
+    ending.cpu_time_us = std::max(ending.cpu_time_us, run.cpu_time_us);
+    if (ending.cpu_time_us < 0) ending.cpu_time_us = 0;
+    if (ending.memory_bytes < 0) ending.memory_bytes = 0;
+    if (!report && run.stop == StopReason::kNone && !ending.oom_killed &&
+        run.internal_error.empty()) {
+      ending.setup_error = "the box exited without a report (wait status " +
+                           std::to_string(run.child_wait_status) + ")";
+    }
+    return make_result(run, ending, spec.limits);
+  }
+
+  SandboxOptions options_;
+};
+
+}  // namespace
+
+std::unique_ptr<Sandbox> make_sandbox(const SandboxOptions& options) {
+  return std::make_unique<SandboxImpl>(options);
+}
+
+}  // namespace cutor

@@ -1,0 +1,165 @@
+#include "sandbox/seccomp.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <seccomp.h>
+#include <sys/ioctl.h>
+#include <sys/personality.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+#include <string>
+#include <system_error>
+
+namespace cutor::sandbox {
+namespace {
+
+// Owns a libseccomp context.
+class SeccompFilter {
+ public:
+  explicit SeccompFilter(uint32_t default_action) : ctx_(seccomp_init(default_action)) {
+    if (ctx_ == nullptr) throw std::system_error(ENOMEM, std::generic_category(), "seccomp_init");
+  }
+  ~SeccompFilter() { seccomp_release(ctx_); }
+  SeccompFilter(const SeccompFilter&) = delete;
+  SeccompFilter& operator=(const SeccompFilter&) = delete;
+
+  scmp_filter_ctx get() const { return ctx_; }
+
+  // libseccomp returns -errno. A syscall this libseccomp/arch does not know is skipped
+  // (it cannot be called either).
+  void add(uint32_t action, const char* syscall_name, unsigned count = 0,
+           const scmp_arg_cmp* args = nullptr) {
+    int nr = seccomp_syscall_resolve_name(syscall_name);
+    if (nr == __NR_SCMP_ERROR) return;
+    int rc = seccomp_rule_add_array(ctx_, action, nr, count, args);
+    if (rc < 0)
+      throw std::system_error(-rc, std::generic_category(),
+                              std::string("seccomp_rule_add ") + syscall_name);
+  }
+
+ private:
+  scmp_filter_ctx ctx_;
+};
+
+// Refused outright: kernel attack surface or a way out of the box's namespaces.
+constexpr const char* kRefused[] = {
+    "mount",
+    "umount",
+    "umount2",
+    "pivot_root",
+    "chroot",
+    "unshare",
+    "setns",
+    "fsopen",
+    "fsconfig",
+    "fsmount",
+    "fspick",
+    "move_mount",
+    "open_tree",
+    "mount_setattr",
+    "ptrace",
+    "process_vm_readv",
+    "process_vm_writev",
+    "kcmp",
+    "pidfd_getfd",
+    "bpf",
+    "perf_event_open",
+    "userfaultfd",
+    "io_uring_setup",
+    "io_uring_enter",
+    "io_uring_register",
+    "keyctl",
+    "add_key",
+    "request_key",
+    "kexec_load",
+    "kexec_file_load",
+    "init_module",
+    "finit_module",
+    "delete_module",
+    "reboot",
+    "swapon",
+    "swapoff",
+    "acct",
+    "quotactl",
+    "quotactl_fd",
+    "settimeofday",
+    "clock_settime",
+    "clock_adjtime",
+    "syslog",
+    "iopl",
+    "ioperm",
+    "open_by_handle_at",
+    "name_to_handle_at",
+    "lookup_dcookie",
+    "vhangup",
+    "uselib",
+    "nfsservctl",
+    "fanotify_init",
+    "sethostname",
+    "setdomainname",
+};
+
+}  // namespace
+
+void install_seccomp_filter() {
+  SeccompFilter filter(SCMP_ACT_ALLOW);
+  // Only the native architecture: a 32-bit int 0x80 or an x32 syscall (a different table
+  // where these rules do not apply) kills the process.
+  int rc = seccomp_attr_set(filter.get(), SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
+  if (rc < 0)
+    throw std::system_error(-rc, std::generic_category(), "seccomp SCMP_FLTATR_ACT_BADARCH");
+  rc = seccomp_attr_set(filter.get(), SCMP_FLTATR_CTL_NNP, 1);
+  if (rc < 0) throw std::system_error(-rc, std::generic_category(), "seccomp SCMP_FLTATR_CTL_NNP");
+
+  const uint32_t eperm = SCMP_ACT_ERRNO(EPERM);
+  for (const char* name : kRefused) filter.add(eperm, name);
+
+  // clone3 passes its flags in memory, out of the filter's reach: ENOSYS makes glibc fall
+  // back to clone, whose flags register is checked below.
+  filter.add(SCMP_ACT_ERRNO(ENOSYS), "clone3");
+  constexpr uint64_t kNamespaceFlags[] = {CLONE_NEWNS,  CLONE_NEWUTS, CLONE_NEWIPC,   CLONE_NEWUSER,
+                                          CLONE_NEWPID, CLONE_NEWNET, CLONE_NEWCGROUP};
+  for (uint64_t flag : kNamespaceFlags) {
+    scmp_arg_cmp has_flag = SCMP_A0(SCMP_CMP_MASKED_EQ, flag, flag);
+    filter.add(eperm, "clone", 1, &has_flag);
+  }
+
+  // The terminal ioctls that inject input into (or take over) the controlling terminal.
+  // The kernel reads the command as 32 bits: compare only those, so garbage in the upper
+  // half cannot slip past.
+  for (uint64_t request : {static_cast<uint64_t>(TIOCSTI), static_cast<uint64_t>(TIOCLINUX)}) {
+    scmp_arg_cmp is_request = SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu, request);
+    filter.add(eperm, "ioctl", 1, &is_request);
+  }
+
+  // Raw packets, netlink (routing, audit, uevents) and vsock reach the kernel or the host.
+  for (uint64_t family : {AF_PACKET, AF_NETLINK, AF_VSOCK, AF_KEY}) {
+    scmp_arg_cmp is_family = SCMP_A0(SCMP_CMP_MASKED_EQ, 0xffffffffu, family);
+    filter.add(SCMP_ACT_ERRNO(EAFNOSUPPORT), "socket", 1, &is_family);
+  }
+
+  // Personality flags that weaken the address space (no ASLR, executable data, page 0,
+  // legacy layout). Every flag lives below bit 28; the query personality(0xffffffff) has
+  // the top nibble set, so "this flag set and the top nibble clear" refuses a change and
+  // lets the query through, in one masked comparison per flag.
+  constexpr uint64_t kTopNibble = 0xf0000000u;
+  for (uint64_t flag : {ADDR_NO_RANDOMIZE, READ_IMPLIES_EXEC, MMAP_PAGE_ZERO, ADDR_COMPAT_LAYOUT,
+                        ADDR_LIMIT_32BIT, ADDR_LIMIT_3GB}) {
+    scmp_arg_cmp sets_flag = SCMP_A0(SCMP_CMP_MASKED_EQ, flag | kTopNibble, flag);
+    filter.add(eperm, "personality", 1, &sets_flag);
+  }
+
+  // Device nodes (the box has no CAP_MKNOD anyway; a belt to the braces).
+  for (uint64_t type : {static_cast<uint64_t>(S_IFCHR), static_cast<uint64_t>(S_IFBLK)}) {
+    scmp_arg_cmp mknod_mode = SCMP_A1(SCMP_CMP_MASKED_EQ, S_IFMT, type);
+    filter.add(eperm, "mknod", 1, &mknod_mode);
+    scmp_arg_cmp mknodat_mode = SCMP_A2(SCMP_CMP_MASKED_EQ, S_IFMT, type);
+    filter.add(eperm, "mknodat", 1, &mknodat_mode);
+  }
+
+  rc = seccomp_load(filter.get());
+  if (rc < 0) throw std::system_error(-rc, std::generic_category(), "seccomp_load");
+}
+
+}  // namespace cutor::sandbox
