@@ -1,10 +1,9 @@
 // The `cutor` binary: serve, run, doctor, deps.
 #include <signal.h>
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
-#include <spdlog/spdlog.h>
-
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -53,7 +52,8 @@ void setup_logging(const std::string& format, const std::string& level) {
 // "127.0.0.1:8080", "[::1]:8080" → host, port.
 std::pair<std::string, uint16_t> parse_listen(const std::string& s) {
   auto colon = s.rfind(':');
-  if (colon == std::string::npos) throw std::runtime_error("--listen " + s + ": expected HOST:PORT");
+  if (colon == std::string::npos)
+    throw std::runtime_error("--listen " + s + ": expected HOST:PORT");
   std::string host = s.substr(0, colon);
   if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
     host = host.substr(1, host.size() - 2);
@@ -108,7 +108,8 @@ int serve(const ServeOptions& o) {
   sandbox_options.isolate = !o.no_isolation;
   auto sandbox = make_sandbox(sandbox_options);
   if (o.no_isolation)
-    spdlog::warn("--no-isolation: stages run as plain processes on the host; not for untrusted code");
+    spdlog::warn(
+        "--no-isolation: stages run as plain processes on the host; not for untrusted code");
 
   std::unique_ptr<NixEnvironmentCache> nix;
   std::unique_ptr<NixDependencyService> deps;
@@ -121,8 +122,8 @@ int serve(const ServeOptions& o) {
     nix_options.substituters = o.substituters;
     nix_options.cache_budget_bytes = o.cache_budget;
     nix = open_nix_environment_cache(nix_options);
-    deps = std::make_unique<NixDependencyService>(
-        *nix, config.limits.default_for(Stage::kEnvironment));
+    deps = std::make_unique<NixDependencyService>(*nix,
+                                                  config.limits.default_for(Stage::kEnvironment));
   } catch (const std::exception& e) {
     spdlog::warn("no Nix environment cache ({}); submissions with cutor.nix will fail", e.what());
   }
@@ -175,14 +176,16 @@ int main(int argc, char** argv) {
   serve_cmd->add_option("--nix-path", so.nix_path, "NIX_PATH for cutor.nix (default: $NIX_PATH)");
   serve_cmd->add_option("--substituters", so.substituters,
                         "Nix substituters ('' for none; default: Nix's own setting)");
-  serve_cmd->add_option("--auth-token-file", so.auth_token_file,
-                        "Require Authorization: Bearer with a token from this file")
+  serve_cmd
+      ->add_option("--auth-token-file", so.auth_token_file,
+                   "Require Authorization: Bearer with a token from this file")
       ->check(CLI::ExistingFile);
   serve_cmd->add_option("--max-queue", so.max_queue, "Unfinished submissions before 503")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
-  serve_cmd->add_option("--cache-budget", so.cache_budget,
-                        "Bytes of Nix environments kept before LRU eviction (0: no budget)")
+  serve_cmd
+      ->add_option("--cache-budget", so.cache_budget,
+                   "Bytes of Nix environments kept before LRU eviction (0: no budget)")
       ->capture_default_str();
   serve_cmd->add_option("--max-wait-ms", so.max_wait_ms, "Bound of ?wait=true")
       ->capture_default_str()

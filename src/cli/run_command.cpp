@@ -4,9 +4,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <boost/json/serialize.hpp>
-
 #include <algorithm>
+#include <boost/json/serialize.hpp>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -48,7 +47,8 @@ void apply_limit(SubmissionRequest& req, const LimitTable& table, const std::str
   auto stage = parse_stage(spec.substr(0, dot));
   if (!stage || *stage == Stage::kBuild)
     throw std::runtime_error("--limit " + spec + ": unknown stage");
-  int64_t* field = limit_field(req.limits[static_cast<int>(*stage)], spec.substr(dot + 1, eq - dot - 1));
+  int64_t* field =
+      limit_field(req.limits[static_cast<int>(*stage)], spec.substr(dot + 1, eq - dot - 1));
   if (!field) throw std::runtime_error("--limit " + spec + ": unknown limit");
   int64_t value = 0;
   try {

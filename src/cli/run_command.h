@@ -11,10 +11,10 @@ namespace cutor {
 struct RunCommandOptions {
   std::string dir;
   std::string stdin_file;  // empty: no stdin
-  std::string nix_path;  // empty: $NIX_PATH
-  std::string data_dir;  // environment cache; empty: $XDG_CACHE_HOME/cutor or ~/.cache/cutor
+  std::string nix_path;    // empty: $NIX_PATH
+  std::string data_dir;    // environment cache; empty: $XDG_CACHE_HOME/cutor or ~/.cache/cutor
   std::vector<std::string> args;
-  std::vector<std::string> env;  // KEY=VALUE
+  std::vector<std::string> env;     // KEY=VALUE
   std::vector<std::string> limits;  // stage.limit=N
   bool base64 = false;
   bool isolate = true;

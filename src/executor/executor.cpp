@@ -20,7 +20,7 @@ using Clock = std::chrono::steady_clock;
 
 // Upper bounds (seconds) of the stage duration histogram buckets.
 constexpr std::array<double, 14> kBuckets = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
-                                             0.25,  0.5,    1,     2.5,  5,     10,  60};
+                                             0.25,  0.5,    1,     2.5,  5,     10,   60};
 
 // A Prometheus histogram per stage; lock-free counters.
 class StageHistograms {
@@ -39,12 +39,11 @@ class StageHistograms {
       const auto& h = hist_[static_cast<int>(s)];
       std::string label = "stage=\"" + std::string(stage_name(s)) + "\"";
       for (size_t i = 0; i < kBuckets.size(); ++i)
-        out << "cutor_stage_duration_seconds_bucket{" << label << ",le=\"" << kBuckets[i]
-            << "\"} " << h.buckets[i].load() << "\n";
+        out << "cutor_stage_duration_seconds_bucket{" << label << ",le=\"" << kBuckets[i] << "\"} "
+            << h.buckets[i].load() << "\n";
       out << "cutor_stage_duration_seconds_bucket{" << label << ",le=\"+Inf\"} " << h.count.load()
           << "\n";
-      out << "cutor_stage_duration_seconds_sum{" << label << "} " << h.sum_us.load() / 1e6
-          << "\n";
+      out << "cutor_stage_duration_seconds_sum{" << label << "} " << h.sum_us.load() / 1e6 << "\n";
       out << "cutor_stage_duration_seconds_count{" << label << "} " << h.count.load() << "\n";
     }
   }
@@ -58,7 +57,9 @@ class StageHistograms {
   std::array<Histogram, 4> hist_;
 };
 
-bool is_ok(const StageResult& r) { return r.status == StageStatus::kOk; }
+bool is_ok(const StageResult& r) {
+  return r.status == StageStatus::kOk;
+}
 
 // The submission's result when the run stage ended as `r`.
 Result result_of_run(const StageResult& r) {
@@ -102,7 +103,7 @@ struct Executor::State {
   StageHistograms histograms;
 
   std::stop_source claiming_off;  // workers stop claiming new submissions
-  std::stop_source shutdown;  // running submissions are interrupted, left unfinished
+  std::stop_source shutdown;      // running submissions are interrupted, left unfinished
   std::vector<std::jthread> workers;
   int listener = -1;
 
@@ -122,13 +123,11 @@ struct Executor::State {
   }
 
   void set_status(const Submission& s, SubmissionStatus status) {
-    if (store.set_status(s.id, status))
-      spdlog::info("submission {} {}", s.id, status_name(status));
+    if (store.set_status(s.id, status)) spdlog::info("submission {} {}", s.id, status_name(status));
   }
 
   void finish(const Submission& s, Result r) {
-    if (store.finish(s.id, r))
-      spdlog::info("submission {} FINISHED {}", s.id, result_name(r));
+    if (store.finish(s.id, r)) spdlog::info("submission {} FINISHED {}", s.id, result_name(r));
   }
 
   void write_stage(const Submission& s, Stage stage, const StageResult& r) {
@@ -332,8 +331,8 @@ struct Executor::State {
 Executor::Executor(SubmissionStore& store, Sandbox& sandbox, EnvironmentCache* environments,
                    ExecutorOptions options)
     : state_(std::make_unique<State>(store, sandbox, environments, std::move(options))) {
-  state_->listener = store.add_listener(
-      [st = state_.get()](const std::string& id, SubmissionStatus status) {
+  state_->listener =
+      store.add_listener([st = state_.get()](const std::string& id, SubmissionStatus status) {
         st->on_change(id, status);
       });
 }

@@ -21,9 +21,10 @@ struct SandboxLimits {
   int64_t cpu_time_ms = 0;
   int64_t wall_time_ms = 0;
   int64_t memory_bytes = 0;
-  int64_t processes = 0;  // processes and threads together
+  int64_t processes = 0;     // processes and threads together
   int64_t output_bytes = 0;  // each of stdout and stderr
   int64_t file_size_bytes = 0;
+  bool operator==(const SandboxLimits&) const = default;
 };
 
 // Names of the limits as they appear in JSON, in a fixed order.

@@ -14,7 +14,8 @@ namespace cutor {
 namespace {
 
 template <typename Enum, size_t N>
-std::optional<Enum> parse_by_name(std::string_view name, const std::array<std::string_view, N>& names) {
+std::optional<Enum> parse_by_name(std::string_view name,
+                                  const std::array<std::string_view, N>& names) {
   for (size_t i = 0; i < N; ++i)
     if (names[i] == name) return static_cast<Enum>(i);
   return std::nullopt;
@@ -23,44 +24,54 @@ std::optional<Enum> parse_by_name(std::string_view name, const std::array<std::s
 constexpr std::array<std::string_view, 4> kStageNames = {"environment", "build", "compile", "run"};
 constexpr std::array<std::string_view, 6> kStatusNames = {
     "QUEUED", "SETTING_UP_ENVIRONMENT", "BUILDING", "COMPILING", "RUNNING", "FINISHED"};
-constexpr std::array<std::string_view, 11> kStageStatusNames = {
-    "PENDING",
-    "RUNNING",
-    "SKIPPED",
-    "OK",
-    "NONZERO_EXIT",
-    "SIGNALED",
-    "TIME_LIMIT_EXCEEDED",
-    "WALL_TIME_LIMIT_EXCEEDED",
-    "MEMORY_LIMIT_EXCEEDED",
-    "OUTPUT_LIMIT_EXCEEDED",
-    "INTERNAL_ERROR"};
-constexpr std::array<std::string_view, 10> kResultNames = {
-    "OK",
-    "ENVIRONMENT_ERROR",
-    "BUILD_ERROR",
-    "COMPILE_ERROR",
-    "RUNTIME_ERROR",
-    "TIME_LIMIT_EXCEEDED",
-    "MEMORY_LIMIT_EXCEEDED",
-    "OUTPUT_LIMIT_EXCEEDED",
-    "CANCELLED",
-    "INTERNAL_ERROR"};
+constexpr std::array<std::string_view, 11> kStageStatusNames = {"PENDING",
+                                                                "RUNNING",
+                                                                "SKIPPED",
+                                                                "OK",
+                                                                "NONZERO_EXIT",
+                                                                "SIGNALED",
+                                                                "TIME_LIMIT_EXCEEDED",
+                                                                "WALL_TIME_LIMIT_EXCEEDED",
+                                                                "MEMORY_LIMIT_EXCEEDED",
+                                                                "OUTPUT_LIMIT_EXCEEDED",
+                                                                "INTERNAL_ERROR"};
+constexpr std::array<std::string_view, 10> kResultNames = {"OK",
+                                                           "ENVIRONMENT_ERROR",
+                                                           "BUILD_ERROR",
+                                                           "COMPILE_ERROR",
+                                                           "RUNTIME_ERROR",
+                                                           "TIME_LIMIT_EXCEEDED",
+                                                           "MEMORY_LIMIT_EXCEEDED",
+                                                           "OUTPUT_LIMIT_EXCEEDED",
+                                                           "CANCELLED",
+                                                           "INTERNAL_ERROR"};
 
 }  // namespace
 
-std::string_view stage_name(Stage s) { return kStageNames[static_cast<int>(s)]; }
-std::optional<Stage> parse_stage(std::string_view n) { return parse_by_name<Stage>(n, kStageNames); }
-std::string_view status_name(SubmissionStatus s) { return kStatusNames[static_cast<int>(s)]; }
+std::string_view stage_name(Stage s) {
+  return kStageNames[static_cast<int>(s)];
+}
+std::optional<Stage> parse_stage(std::string_view n) {
+  return parse_by_name<Stage>(n, kStageNames);
+}
+std::string_view status_name(SubmissionStatus s) {
+  return kStatusNames[static_cast<int>(s)];
+}
 std::optional<SubmissionStatus> parse_status(std::string_view n) {
   return parse_by_name<SubmissionStatus>(n, kStatusNames);
 }
-std::string_view stage_status_name(StageStatus s) { return kStageStatusNames[static_cast<int>(s)]; }
+std::string_view stage_status_name(StageStatus s) {
+  return kStageStatusNames[static_cast<int>(s)];
+}
 std::optional<StageStatus> parse_stage_status(std::string_view n) {
   return parse_by_name<StageStatus>(n, kStageStatusNames);
 }
-std::string_view result_name(Result r) { return kResultNames[static_cast<int>(r)]; }
-std::optional<Result> parse_result(std::string_view n) { return parse_by_name<Result>(n, kResultNames); }
+std::string_view result_name(Result r) {
+  return kResultNames[static_cast<int>(r)];
+}
+std::optional<Result> parse_result(std::string_view n) {
+  return parse_by_name<Result>(n, kResultNames);
+}
 
 int64_t* limit_field(SandboxLimits& l, std::string_view name) {
   if (name == "cpu_time_ms") return &l.cpu_time_ms;
@@ -79,20 +90,38 @@ LimitTable LimitTable::builtin() {
   constexpr int64_t MiB = 1024 * 1024, GiB = 1024 * MiB;
   LimitTable t;
   auto& env = t.defaults[static_cast<int>(Stage::kEnvironment)];
-  env = {.cpu_time_ms = 600'000, .wall_time_ms = 600'000, .memory_bytes = 4 * GiB,
-         .processes = 256, .output_bytes = 1 * MiB, .file_size_bytes = 4 * GiB};
+  env = {.cpu_time_ms = 600'000,
+         .wall_time_ms = 600'000,
+         .memory_bytes = 4 * GiB,
+         .processes = 256,
+         .output_bytes = 1 * MiB,
+         .file_size_bytes = 4 * GiB};
   auto& comp = t.defaults[static_cast<int>(Stage::kCompile)];
-  comp = {.cpu_time_ms = 30'000, .wall_time_ms = 60'000, .memory_bytes = 1 * GiB,
-          .processes = 128, .output_bytes = 1 * MiB, .file_size_bytes = 256 * MiB};
+  comp = {.cpu_time_ms = 30'000,
+          .wall_time_ms = 60'000,
+          .memory_bytes = 1 * GiB,
+          .processes = 128,
+          .output_bytes = 1 * MiB,
+          .file_size_bytes = 256 * MiB};
   auto& run = t.defaults[static_cast<int>(Stage::kRun)];
-  run = {.cpu_time_ms = 5'000, .wall_time_ms = 10'000, .memory_bytes = 512 * MiB,
-         .processes = 64, .output_bytes = 1 * MiB, .file_size_bytes = 64 * MiB};
-  t.maxima[static_cast<int>(Stage::kEnvironment)] = {
-      .cpu_time_ms = 1'800'000, .wall_time_ms = 1'800'000, .memory_bytes = 16 * GiB,
-      .processes = 1024, .output_bytes = 16 * MiB, .file_size_bytes = 16 * GiB};
-  const SandboxLimits stage_max = {.cpu_time_ms = 300'000, .wall_time_ms = 600'000,
-                                   .memory_bytes = 8 * GiB, .processes = 1024,
-                                   .output_bytes = 64 * MiB, .file_size_bytes = 1 * GiB};
+  run = {.cpu_time_ms = 5'000,
+         .wall_time_ms = 10'000,
+         .memory_bytes = 512 * MiB,
+         .processes = 64,
+         .output_bytes = 1 * MiB,
+         .file_size_bytes = 64 * MiB};
+  t.maxima[static_cast<int>(Stage::kEnvironment)] = {.cpu_time_ms = 1'800'000,
+                                                     .wall_time_ms = 1'800'000,
+                                                     .memory_bytes = 16 * GiB,
+                                                     .processes = 1024,
+                                                     .output_bytes = 16 * MiB,
+                                                     .file_size_bytes = 16 * GiB};
+  const SandboxLimits stage_max = {.cpu_time_ms = 300'000,
+                                   .wall_time_ms = 600'000,
+                                   .memory_bytes = 8 * GiB,
+                                   .processes = 1024,
+                                   .output_bytes = 64 * MiB,
+                                   .file_size_bytes = 1 * GiB};
   t.maxima[static_cast<int>(Stage::kCompile)] = stage_max;
   t.maxima[static_cast<int>(Stage::kRun)] = stage_max;
   return t;

@@ -68,7 +68,7 @@ struct SubmissionRequest {
   std::string stdin_data;
   std::vector<std::string> args;
   std::vector<std::pair<std::string, std::string>> env;  // in the client's order
-  std::array<SandboxLimits, 4> limits{};  // indexed by Stage; kBuild unused
+  std::array<SandboxLimits, 4> limits{};                 // indexed by Stage; kBuild unused
 
   const SandboxLimits& limits_for(Stage s) const { return limits[static_cast<int>(s)]; }
   // The file named `name` at the root, or nullptr.
@@ -81,8 +81,8 @@ struct StageResult {
   StageStatus status = StageStatus::kPending;
   std::string stdout_data;
   std::string stderr_data;
-  std::string output;  // stdout and stderr interleaved in write order
-  std::optional<int> code;  // exit code; empty when signalled or not run
+  std::string output;         // stdout and stderr interleaved in write order
+  std::optional<int> code;    // exit code; empty when signalled or not run
   std::optional<int> signal;  // signal number; empty unless signalled
   int64_t wall_time_us = 0;
   int64_t cpu_time_us = 0;
@@ -92,7 +92,7 @@ struct StageResult {
 };
 
 struct Submission {
-  std::string id;  // uuid v4, lower case
+  std::string id;   // uuid v4, lower case
   int64_t seq = 0;  // store-assigned insert order; newer is larger
   SubmissionStatus status = SubmissionStatus::kQueued;
   std::optional<Result> result;

@@ -31,7 +31,7 @@ class QueueFullError : public StoreError {
 };
 
 struct SubmissionPage {
-  std::vector<Submission> submissions;  // newest first
+  std::vector<Submission> submissions;     // newest first
   std::optional<std::string> next_cursor;  // opaque; absent on the last page
 };
 
@@ -98,7 +98,7 @@ class SubmissionStore {
 };
 
 struct SqliteStoreOptions {
-  std::string path;  // database file; ":memory:" for a private in-memory store
+  std::string path;              // database file; ":memory:" for a private in-memory store
   bool synchronous_full = true;  // fsync every commit (survives power loss, not just a crash)
 };
 

@@ -1,0 +1,767 @@
+// SqliteSubmissionStore: the request store on an embedded SQLite database in WAL mode.
+//
+// Schema (version 1, PRAGMA user_version):
+//   submissions  one small row per submission: seq, id, status, result, times, lease.
+//                Status writes touch only this row, never the (possibly large) request.
+//   requests     seq -> the request, one BLOB in request_codec's binary format.
+//   stages       key = seq*4 + stage -> one stage's result, raw output as BLOBs. A
+//                missing row means PENDING with nothing in it, so an insert writes no
+//                stage rows at all.
+// Enums are stored as their integer values; the static_asserts below pin them, so
+// reordering an enum in src/model breaks the build instead of old databases.
+//
+// Concurrency: one writer connection behind writer_mu_; reads use a pool of read-only
+// connections (WAL lets them run beside the writer) or, for ":memory:", the writer.
+// Listeners and claim wake-ups run after the commit, outside every database mutex.
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <charconv>
+#include <condition_variable>
+#include <cstdio>
+#include <limits>
+#include <mutex>
+#include <stdexcept>
+
+#include "store/request_codec.h"
+#include "store/sqlite_connection.h"
+#include "store/submission_store.h"
+
+namespace cutor {
+namespace {
+
+using sqlite::Connection;
+using sqlite::Query;
+using sqlite::Transaction;
+
+static_assert(static_cast<int>(SubmissionStatus::kQueued) == 0);
+static_assert(static_cast<int>(SubmissionStatus::kFinished) == 5);
+static_assert(static_cast<int>(StageStatus::kPending) == 0);
+static_assert(static_cast<int>(StageStatus::kRunning) == 1);
+static_assert(static_cast<int>(StageStatus::kSkipped) == 2);
+static_assert(static_cast<int>(StageStatus::kSignaled) == 5);
+static_assert(static_cast<int>(StageStatus::kInternalError) == 10);
+static_assert(static_cast<int>(Result::kCancelled) == 8);
+static_assert(static_cast<int>(Result::kInternalError) == 9);
+static_assert(static_cast<int>(Stage::kRun) == 3);
+
+constexpr int64_t kSchemaVersion = 1;
+constexpr int kBusyTimeoutMs = 5000;
+constexpr size_t kMaxIdleReaders = 16;
+constexpr int kSigkill = 9;
+
+// Literal SQL fragments must agree with these (the claimable index needs literals).
+constexpr const char* kSchemaSql = R"sql(
+CREATE TABLE submissions (
+  seq            INTEGER PRIMARY KEY AUTOINCREMENT,
+  id             TEXT    NOT NULL UNIQUE,
+  status         INTEGER NOT NULL,
+  result         INTEGER,
+  created_at_ms  INTEGER NOT NULL,
+  finished_at_ms INTEGER,
+  lease_owner    TEXT,
+  lease_at_ms    INTEGER
+);
+CREATE INDEX submissions_by_status ON submissions(status, seq);
+CREATE INDEX submissions_claimable ON submissions(seq) WHERE status = 0 AND lease_owner IS NULL;
+CREATE INDEX submissions_by_result ON submissions(result) WHERE result IS NOT NULL;
+CREATE TABLE requests (
+  seq  INTEGER PRIMARY KEY,
+  body BLOB NOT NULL
+);
+CREATE TABLE stages (
+  key          INTEGER PRIMARY KEY,
+  status       INTEGER NOT NULL,
+  code         INTEGER,
+  signal       INTEGER,
+  wall_time_us INTEGER NOT NULL DEFAULT 0,
+  cpu_time_us  INTEGER NOT NULL DEFAULT 0,
+  memory_bytes INTEGER NOT NULL DEFAULT 0,
+  truncated    INTEGER NOT NULL DEFAULT 0,
+  stdout       BLOB    NOT NULL DEFAULT x'',
+  stderr       BLOB    NOT NULL DEFAULT x'',
+  output       BLOB    NOT NULL DEFAULT x''
+);
+PRAGMA user_version = 1;
+)sql";
+
+// Columns read for a submission (the request joined in); read_row() decodes them.
+#define CUTOR_SELECT_SUBMISSION                                                       \
+  "SELECT s.seq, s.id, s.status, s.result, s.created_at_ms, s.finished_at_ms, r.body" \
+  " FROM submissions s JOIN requests r ON r.seq = s.seq"
+constexpr const char* kStageSelect =
+    "SELECT key, status, code, signal, wall_time_us, cpu_time_us, memory_bytes, truncated, "
+    "stdout, stderr, output FROM stages WHERE key BETWEEN ?1 * 4 AND ?1 * 4 + 3";
+
+bool is_memory_path(const std::string& path) {
+  return path.empty() || path == ":memory:";
+}
+
+bool file_exists(const std::string& path) {
+  struct stat st;
+  return stat(path.c_str(), &st) == 0;
+}
+
+// "file:<path>?immutable=1" with the characters a URI path may not hold escaped.
+std::string immutable_uri(const std::string& path) {
+  std::string uri = "file:";
+  for (char ch : path) {
+    if (ch == '%' || ch == '?' || ch == '#') {
+      char buf[4];
+      std::snprintf(buf, sizeof buf, "%%%02X", static_cast<unsigned char>(ch));
+      uri += buf;
+    } else {
+      uri += ch;
+    }
+  }
+  return uri + "?immutable=1";
+}
+
+template <typename Enum>
+Enum enum_from_db(int64_t v, int64_t max, const char* what) {
+  if (v < 0 || v > max)
+    throw StoreError(std::string("corrupt row: ") + what + " " + std::to_string(v) +
+                     " out of range");
+  return static_cast<Enum>(v);
+}
+
+std::string make_cursor(int64_t seq) {
+  return "c" + std::to_string(seq);
+}
+
+int64_t parse_cursor(const std::string& cursor) {
+  // "c" then a positive decimal seq with no sign, spaces or leading zeros.
+  if (cursor.size() < 2 || cursor.size() > 20 || cursor[0] != 'c' || cursor[1] == '0')
+    throw std::invalid_argument("malformed cursor");
+  int64_t seq = 0;
+  const char* begin = cursor.data() + 1;
+  const char* end = cursor.data() + cursor.size();
+  auto [ptr, ec] = std::from_chars(begin, end, seq);
+  if (ec != std::errc() || ptr != end || seq <= 0) throw std::invalid_argument("malformed cursor");
+  return seq;
+}
+
+class SqliteSubmissionStore final : public SubmissionStore {
+ public:
+  explicit SqliteSubmissionStore(const SqliteStoreOptions& options);
+
+  int64_t insert(const Submission& s, int64_t max_queue) override;
+  std::optional<Submission> get(const std::string& id) override;
+  SubmissionPage list(std::optional<SubmissionStatus> status, int limit,
+                      const std::optional<std::string>& cursor) override;
+  std::optional<Submission> claim_next(std::stop_token stop) override;
+  bool set_status(const std::string& id, SubmissionStatus status) override;
+  bool set_stage(const std::string& id, Stage stage, const StageResult& r) override;
+  bool finish(const std::string& id, Result result) override;
+  CancelOutcome cancel(const std::string& id) override;
+  int64_t requeue_unfinished() override;
+  int64_t count_all() override;
+  int64_t count_unfinished() override;
+  std::vector<std::pair<std::string, int64_t>> count_by_status() override;
+  std::vector<std::pair<std::string, int64_t>> count_by_result() override;
+  int add_listener(ChangeListener l) override;
+  void remove_listener(int handle) override;
+  void wake_all() override;
+
+ private:
+  // A connection to read with, for one call: a pooled read-only connection, or the
+  // writer (under its mutex) for an in-memory store. Returned to the pool on exit.
+  class ReaderLease {
+   public:
+    explicit ReaderLease(SqliteSubmissionStore& store);
+    ~ReaderLease();
+    ReaderLease(const ReaderLease&) = delete;
+    ReaderLease& operator=(const ReaderLease&) = delete;
+    Connection& conn() { return owned_ ? *owned_ : *store_.writer_; }
+
+   private:
+    SqliteSubmissionStore& store_;
+    std::unique_ptr<Connection> owned_;
+    std::unique_lock<std::mutex> writer_lock_;
+  };
+
+  void configure_writer();
+  void create_or_check_schema();
+  // For a read-only database that SQLite cannot open in WAL mode (no -shm and no
+  // right to create one): reopen it immutable. Only when no -wal file exists, so no
+  // committed data can live outside the main file and nobody else can be writing.
+  bool reopen_immutable_if_possible();
+  std::unique_ptr<Connection> open_reader();
+
+  // Readers of the current row set; `c` must be inside a transaction for consistency.
+  static Submission read_row(Query& q);
+  static void read_stages(Connection& c, Submission& s);
+  static std::optional<Submission> read_by_id(Connection& c, const std::string& id);
+  static int64_t count_unfinished_on(Connection& c);
+  // Stage writes used by finish, cancel and requeue.
+  static void write_stage(Connection& c, int64_t seq, Stage stage, const StageResult& r);
+  static void skip_unfinished_stages(Connection& c, int64_t seq);
+  static void delete_stages(Connection& c, int64_t seq);
+
+  std::optional<Submission> try_claim();
+  void notify_claimers();
+  void notify_listeners(const std::string& id, SubmissionStatus status);
+
+  const SqliteStoreOptions options_;
+  const std::string lease_owner_;
+  const bool memory_;
+  // How reader connections open the file: the path read-only, or an immutable URI.
+  std::string reader_path_;
+  int reader_flags_ = SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX;
+
+  std::mutex writer_mu_;
+  std::unique_ptr<Connection> writer_;
+
+  std::mutex readers_mu_;
+  std::vector<std::unique_ptr<Connection>> idle_readers_;
+
+  std::mutex claim_mu_;
+  std::condition_variable_any claim_cv_;
+  uint64_t claim_generation_ = 0;  // bumped whenever something may have become claimable
+
+  std::mutex listeners_mu_;
+  int next_listener_ = 1;
+  std::vector<std::pair<int, std::shared_ptr<const ChangeListener>>> listeners_;
+};
+
+SqliteSubmissionStore::SqliteSubmissionStore(const SqliteStoreOptions& options)
+    : options_(options),
+      // Unique per open store: a lease names the process incarnation that took it.
+      lease_owner_("pid" + std::to_string(getpid()) + "-" + new_uuid()),
+      memory_(is_memory_path(options.path)) {
+  const std::string path = memory_ ? ":memory:" : options_.path;
+  reader_path_ = path;
+  writer_ = std::make_unique<Connection>(
+      path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX);
+  configure_writer();
+  try {
+    create_or_check_schema();
+  } catch (const StoreError&) {
+    if (!reopen_immutable_if_possible()) throw;
+    create_or_check_schema();
+  }
+}
+
+bool SqliteSubmissionStore::reopen_immutable_if_possible() {
+  if (memory_ || !writer_->read_only()) return false;
+  if ((sqlite3_errcode(writer_->handle()) & 0xff) != SQLITE_CANTOPEN) return false;
+  if (file_exists(options_.path + "-wal")) return false;
+  reader_path_ = immutable_uri(options_.path);
+  reader_flags_ = SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_URI;
+  writer_ = std::make_unique<Connection>(reader_path_, reader_flags_, options_.path);
+  sqlite3_busy_timeout(writer_->handle(), kBusyTimeoutMs);
+  return true;
+}
+
+void SqliteSubmissionStore::configure_writer() {
+  Connection& c = *writer_;
+  sqlite3_busy_timeout(c.handle(), kBusyTimeoutMs);
+  if (c.read_only()) return;  // can neither change the journal mode nor write: reads only
+  if (!memory_) {
+    c.exec("PRAGMA journal_mode = WAL", "enable WAL");
+    // The pragma answers the mode it ended in; anything else means no WAL (e.g. a
+    // file system without shared memory) and readers would block the writer.
+    sqlite3_stmt* st = nullptr;
+    int rc = sqlite3_prepare_v2(c.handle(), "PRAGMA journal_mode", -1, &st, nullptr);
+    std::string mode;
+    if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+      mode = reinterpret_cast<const char*>(sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    if (mode != "wal")
+      throw StoreError("sqlite store " + c.path() + ": could not enable WAL (journal mode is '" +
+                       mode + "')");
+    // Keep the WAL from staying huge after a burst of large outputs.
+    c.exec("PRAGMA journal_size_limit = 67108864", "set journal_size_limit");
+  }
+  c.exec(options_.synchronous_full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL",
+         "set synchronous");
+}
+
+void SqliteSubmissionStore::create_or_check_schema() {
+  Connection& c = *writer_;
+  int64_t version = c.query_int("PRAGMA user_version", "read schema version");
+  if (version == kSchemaVersion) return;
+  if (version != 0)
+    throw StoreError("sqlite store " + c.path() + ": schema version " + std::to_string(version) +
+                     " is not the " + std::to_string(kSchemaVersion) + " this build knows");
+  if (c.read_only())
+    throw StoreError("sqlite store " + c.path() + ": database is read-only and has no schema");
+  Transaction tx(c, Transaction::Kind::kWrite);
+  // Another process may have created it between the check and the lock.
+  if (c.query_int("PRAGMA user_version", "read schema version") == 0)
+    c.exec(kSchemaSql, "create schema");
+  tx.commit();
+}
+
+std::unique_ptr<Connection> SqliteSubmissionStore::open_reader() {
+  auto c = std::make_unique<Connection>(reader_path_, reader_flags_, options_.path);
+  sqlite3_busy_timeout(c->handle(), kBusyTimeoutMs);
+  return c;
+}
+
+SqliteSubmissionStore::ReaderLease::ReaderLease(SqliteSubmissionStore& store) : store_(store) {
+  if (store_.memory_) {
+    writer_lock_ = std::unique_lock(store_.writer_mu_);
+    return;
+  }
+  {
+    std::lock_guard lock(store_.readers_mu_);
+    if (!store_.idle_readers_.empty()) {
+      owned_ = std::move(store_.idle_readers_.back());
+      store_.idle_readers_.pop_back();
+    }
+  }
+  if (!owned_) owned_ = store_.open_reader();
+}
+
+SqliteSubmissionStore::ReaderLease::~ReaderLease() {
+  if (!owned_) return;
+  // A connection left inside a transaction by an error would pin an old snapshot.
+  if (!sqlite3_get_autocommit(owned_->handle())) return;  // drop it instead
+  std::lock_guard lock(store_.readers_mu_);
+  if (store_.idle_readers_.size() < kMaxIdleReaders)
+    store_.idle_readers_.push_back(std::move(owned_));
+}
+
+Submission SqliteSubmissionStore::read_row(Query& q) {
+  Submission s;
+  s.seq = q.int64(0);
+  s.id = q.text(1);
+  s.status = enum_from_db<SubmissionStatus>(q.int64(2), 5, "status");
+  if (!q.is_null(3)) s.result = enum_from_db<Result>(q.int64(3), 9, "result");
+  s.created_at_ms = q.int64(4);
+  s.finished_at_ms = q.opt_int64(5);
+  try {
+    s.request = decode_request(q.blob(6));
+  } catch (const StoreError& e) {
+    throw StoreError(std::string(e.what()) + " (submission " + s.id + ")");
+  }
+  return s;
+}
+
+void SqliteSubmissionStore::read_stages(Connection& c, Submission& s) {
+  Query q(c.statement("read stages", kStageSelect));
+  q.bind(1, s.seq);
+  while (q.step()) {
+    int64_t index = q.int64(0) - s.seq * 4;
+    if (index < 0 || index > 3) continue;  // cannot happen: the range is the query's
+    StageResult& r = s.stages[index];
+    r.status = enum_from_db<StageStatus>(q.int64(1), 10, "stage status");
+    if (!q.is_null(2)) r.code = static_cast<int>(q.int64(2));
+    if (!q.is_null(3)) r.signal = static_cast<int>(q.int64(3));
+    r.wall_time_us = q.int64(4);
+    r.cpu_time_us = q.int64(5);
+    r.memory_bytes = q.int64(6);
+    r.truncated = q.int64(7) != 0;
+    r.stdout_data = q.blob(8);
+    r.stderr_data = q.blob(9);
+    r.output = q.blob(10);
+  }
+}
+
+std::optional<Submission> SqliteSubmissionStore::read_by_id(Connection& c, const std::string& id) {
+  std::optional<Submission> s;
+  {
+    Query q(c.statement("get by id", CUTOR_SELECT_SUBMISSION " WHERE s.id = ?1"));
+    q.bind(1, id);
+    if (!q.step()) return std::nullopt;
+    s = read_row(q);
+  }
+  read_stages(c, *s);
+  return s;
+}
+
+int64_t SqliteSubmissionStore::count_unfinished_on(Connection& c) {
+  Query q(c.statement("count unfinished", "SELECT count(*) FROM submissions WHERE status < 5"));
+  q.step();
+  return q.int64(0);
+}
+
+void SqliteSubmissionStore::write_stage(Connection& c, int64_t seq, Stage stage,
+                                        const StageResult& r) {
+  Query q(c.statement("write stage",
+                      "INSERT OR REPLACE INTO stages (key, status, code, signal, wall_time_us,"
+                      " cpu_time_us, memory_bytes, truncated, stdout, stderr, output)"
+                      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"));
+  q.bind(1, seq * 4 + static_cast<int64_t>(stage));
+  q.bind(2, static_cast<int64_t>(r.status));
+  q.bind(3, r.code ? std::optional<int64_t>(*r.code) : std::nullopt);
+  q.bind(4, r.signal ? std::optional<int64_t>(*r.signal) : std::nullopt);
+  q.bind(5, r.wall_time_us).bind(6, r.cpu_time_us).bind(7, r.memory_bytes);
+  q.bind(8, int64_t{r.truncated ? 1 : 0});
+  q.bind_blob(9, r.stdout_data).bind_blob(10, r.stderr_data).bind_blob(11, r.output);
+  q.run();
+}
+
+void SqliteSubmissionStore::skip_unfinished_stages(Connection& c, int64_t seq) {
+  {
+    // A skipped stage shows nothing (SPEC §3), even if it had printed while RUNNING.
+    Query q(c.statement("skip unfinished stages",
+                        "UPDATE stages SET status = 2, code = NULL, signal = NULL,"
+                        " wall_time_us = 0, cpu_time_us = 0, memory_bytes = 0, truncated = 0,"
+                        " stdout = x'', stderr = x'', output = x''"
+                        " WHERE key BETWEEN ?1 * 4 AND ?1 * 4 + 3 AND status IN (0, 1)"));
+    q.bind(1, seq).run();
+  }
+  // Stages never written (implicitly PENDING) get an explicit SKIPPED row.
+  Query q(c.statement("skip missing stages",
+                      "INSERT OR IGNORE INTO stages (key, status) VALUES"
+                      " (?1 * 4, 2), (?1 * 4 + 1, 2), (?1 * 4 + 2, 2), (?1 * 4 + 3, 2)"));
+  q.bind(1, seq).run();
+}
+
+void SqliteSubmissionStore::delete_stages(Connection& c, int64_t seq) {
+  Query q(
+      c.statement("delete stages", "DELETE FROM stages WHERE key BETWEEN ?1 * 4 AND ?1 * 4 + 3"));
+  q.bind(1, seq).run();
+}
+
+int64_t SqliteSubmissionStore::insert(const Submission& s, int64_t max_queue) {
+  std::string body = encode_request(s.request);
+  int64_t seq = 0;
+  {
+    std::lock_guard lock(writer_mu_);
+    Connection& c = *writer_;
+    Transaction tx(c, Transaction::Kind::kWrite);
+    if (max_queue > 0) {
+      int64_t unfinished = count_unfinished_on(c);
+      if (unfinished >= max_queue)
+        throw QueueFullError("queue full: " + std::to_string(unfinished) +
+                             " unfinished submissions (max " + std::to_string(max_queue) + ")");
+    }
+    {
+      Query q(c.statement("insert submission",
+                          "INSERT INTO submissions (id, status, created_at_ms) VALUES (?1, 0, ?2)"
+                          " RETURNING seq"));
+      q.bind(1, s.id).bind(2, s.created_at_ms);
+      q.step();
+      seq = q.int64(0);
+      q.run();
+    }
+    {
+      Query q(c.statement("insert request", "INSERT INTO requests (seq, body) VALUES (?1, ?2)"));
+      q.bind(1, seq).bind_blob(2, body).run();
+    }
+    tx.commit();
+  }
+  notify_claimers();
+  notify_listeners(s.id, SubmissionStatus::kQueued);
+  return seq;
+}
+
+std::optional<Submission> SqliteSubmissionStore::get(const std::string& id) {
+  ReaderLease lease(*this);
+  Transaction tx(lease.conn(), Transaction::Kind::kRead);
+  auto s = read_by_id(lease.conn(), id);
+  tx.commit();
+  return s;
+}
+
+SubmissionPage SqliteSubmissionStore::list(std::optional<SubmissionStatus> status, int limit,
+                                           const std::optional<std::string>& cursor) {
+  if (limit < 1) throw std::invalid_argument("list limit must be at least 1");
+  int64_t before = cursor ? parse_cursor(*cursor) : std::numeric_limits<int64_t>::max();
+  SubmissionPage page;
+  ReaderLease lease(*this);
+  Connection& c = lease.conn();
+  Transaction tx(c, Transaction::Kind::kRead);
+  {
+    // One row more than asked tells whether another page exists.
+    sqlite::Statement& st =
+        status ? c.statement("list by status", CUTOR_SELECT_SUBMISSION
+                             " WHERE s.status = ?3 AND s.seq < ?1 ORDER BY s.seq DESC LIMIT ?2")
+               : c.statement("list all", CUTOR_SELECT_SUBMISSION
+                             " WHERE s.seq < ?1 ORDER BY s.seq DESC LIMIT ?2");
+    Query q(st);
+    q.bind(1, before).bind(2, int64_t{limit} + 1);
+    if (status) q.bind(3, static_cast<int64_t>(*status));
+    while (q.step()) {
+      if (page.submissions.size() == static_cast<size_t>(limit)) {
+        page.next_cursor = make_cursor(page.submissions.back().seq);
+        break;
+      }
+      page.submissions.push_back(read_row(q));
+    }
+  }
+  for (auto& s : page.submissions) read_stages(c, s);
+  tx.commit();
+  return page;
+}
+
+std::optional<Submission> SqliteSubmissionStore::try_claim() {
+  std::lock_guard lock(writer_mu_);
+  Connection& c = *writer_;
+  Transaction tx(c, Transaction::Kind::kWrite);
+  int64_t seq = 0;
+  {
+    // The literal "status = 0 AND lease_owner IS NULL" matches the partial index
+    // submissions_claimable, so finding the oldest claimable row is one index probe
+    // however many rows are claimed. Without statistics the planner would pick
+    // submissions_by_status and step over every claimed row; INDEXED BY forbids that
+    // (and makes prepare fail should the index ever stop matching).
+    Query q(c.statement("claim",
+                        "UPDATE submissions SET lease_owner = ?1, lease_at_ms = ?2"
+                        " WHERE seq = (SELECT seq FROM submissions"
+                        "              INDEXED BY submissions_claimable"
+                        "              WHERE status = 0 AND lease_owner IS NULL"
+                        "              ORDER BY seq LIMIT 1)"
+                        " RETURNING seq"));
+    q.bind(1, lease_owner_).bind(2, now_unix_ms());
+    if (!q.step()) return std::nullopt;
+    seq = q.int64(0);
+    q.run();
+  }
+  std::optional<Submission> s;
+  {
+    Query q(c.statement("get by seq", CUTOR_SELECT_SUBMISSION " WHERE s.seq = ?1"));
+    q.bind(1, seq);
+    if (!q.step()) throw StoreError("sqlite store " + c.path() + ": claimed row vanished");
+    s = read_row(q);
+  }
+  read_stages(c, *s);
+  tx.commit();
+  return s;
+}
+
+std::optional<Submission> SqliteSubmissionStore::claim_next(std::stop_token stop) {
+  std::unique_lock lock(claim_mu_);
+  while (!stop.stop_requested()) {
+    // Read the generation before looking: an insert after the look bumps it, so the
+    // wait below returns at once instead of missing the wake-up.
+    uint64_t seen = claim_generation_;
+    lock.unlock();
+    if (auto s = try_claim()) return s;
+    lock.lock();
+    // Wakes on notify_claimers() or when `stop` is requested (no polling).
+    if (!claim_cv_.wait(lock, stop, [&] { return claim_generation_ != seen; })) break;
+  }
+  return std::nullopt;
+}
+
+bool SqliteSubmissionStore::set_status(const std::string& id, SubmissionStatus status) {
+  if (status == SubmissionStatus::kFinished)
+    throw std::invalid_argument("set_status(FINISHED): use finish(), which records the result");
+  bool changed = false;
+  {
+    std::lock_guard lock(writer_mu_);
+    Connection& c = *writer_;
+    Query q(c.statement("set status",
+                        "UPDATE submissions SET status = ?2 WHERE id = ?1 AND status != 5"));
+    q.bind(1, id).bind(2, static_cast<int64_t>(status)).run();
+    changed = sqlite3_changes(c.handle()) == 1;
+  }
+  if (changed) notify_listeners(id, status);
+  return changed;
+}
+
+bool SqliteSubmissionStore::set_stage(const std::string& id, Stage stage, const StageResult& r) {
+  SubmissionStatus status;
+  {
+    std::lock_guard lock(writer_mu_);
+    Connection& c = *writer_;
+    Transaction tx(c, Transaction::Kind::kWrite);
+    int64_t seq = 0;
+    {
+      Query q(c.statement("find unfinished",
+                          "SELECT seq, status FROM submissions WHERE id = ?1 AND status != 5"));
+      q.bind(1, id);
+      if (!q.step()) return false;
+      seq = q.int64(0);
+      status = enum_from_db<SubmissionStatus>(q.int64(1), 5, "status");
+    }
+    write_stage(c, seq, stage, r);
+    tx.commit();
+  }
+  notify_listeners(id, status);
+  return true;
+}
+
+bool SqliteSubmissionStore::finish(const std::string& id, Result result) {
+  {
+    std::lock_guard lock(writer_mu_);
+    Connection& c = *writer_;
+    Transaction tx(c, Transaction::Kind::kWrite);
+    int64_t seq = 0;
+    {
+      Query q(c.statement("finish",
+                          "UPDATE submissions SET status = 5, result = ?2, finished_at_ms = ?3,"
+                          " lease_owner = NULL, lease_at_ms = NULL"
+                          " WHERE id = ?1 AND status != 5 RETURNING seq"));
+      q.bind(1, id).bind(2, static_cast<int64_t>(result)).bind(3, now_unix_ms());
+      if (!q.step()) return false;
+      seq = q.int64(0);
+      q.run();
+    }
+    skip_unfinished_stages(c, seq);
+    tx.commit();
+  }
+  notify_listeners(id, SubmissionStatus::kFinished);
+  return true;
+}
+
+CancelOutcome SqliteSubmissionStore::cancel(const std::string& id) {
+  {
+    std::lock_guard lock(writer_mu_);
+    Connection& c = *writer_;
+    Transaction tx(c, Transaction::Kind::kWrite);
+    int64_t seq = 0;
+    SubmissionStatus status;
+    {
+      Query q(c.statement("find by id", "SELECT seq, status FROM submissions WHERE id = ?1"));
+      q.bind(1, id);
+      if (!q.step()) return CancelOutcome::kNotFound;
+      seq = q.int64(0);
+      status = enum_from_db<SubmissionStatus>(q.int64(1), 5, "status");
+    }
+    if (status == SubmissionStatus::kFinished) return CancelOutcome::kAlreadyFinished;
+    {
+      Query q(c.statement("cancel",
+                          "UPDATE submissions SET status = 5, result = 8, finished_at_ms = ?2,"
+                          " lease_owner = NULL, lease_at_ms = NULL WHERE seq = ?1"));
+      q.bind(1, seq).bind(2, now_unix_ms()).run();
+    }
+    if (status == SubmissionStatus::kQueued) {
+      // Never ran (even if claimed): nothing it may have written is shown.
+      delete_stages(c, seq);
+    } else {
+      // The sandbox is about to be killed: the stage it was in ends SIGKILLed, with
+      // the output it had printed so far.
+      Query q(c.statement("signal running stage",
+                          "UPDATE stages SET status = 5, signal = 9, code = NULL"
+                          " WHERE key BETWEEN ?1 * 4 AND ?1 * 4 + 3 AND status = 1"));
+      static_assert(kSigkill == 9);
+      q.bind(1, seq).run();
+    }
+    skip_unfinished_stages(c, seq);
+    tx.commit();
+  }
+  notify_listeners(id, SubmissionStatus::kFinished);
+  return CancelOutcome::kCancelled;
+}
+
+int64_t SqliteSubmissionStore::requeue_unfinished() {
+  std::vector<std::string> ids;
+  {
+    std::lock_guard lock(writer_mu_);
+    Connection& c = *writer_;
+    Transaction tx(c, Transaction::Kind::kWrite);
+    std::vector<int64_t> seqs;
+    {
+      Query q(c.statement("list unfinished",
+                          "SELECT seq, id FROM submissions WHERE status < 5 ORDER BY seq"));
+      while (q.step()) {
+        seqs.push_back(q.int64(0));
+        ids.push_back(q.text(1));
+      }
+    }
+    for (int64_t seq : seqs) delete_stages(c, seq);
+    {
+      Query q(c.statement("requeue",
+                          "UPDATE submissions SET status = 0, lease_owner = NULL,"
+                          " lease_at_ms = NULL WHERE status < 5"));
+      q.run();
+    }
+    tx.commit();
+  }
+  if (!ids.empty()) notify_claimers();
+  for (const auto& id : ids) notify_listeners(id, SubmissionStatus::kQueued);
+  return static_cast<int64_t>(ids.size());
+}
+
+int64_t SqliteSubmissionStore::count_all() {
+  ReaderLease lease(*this);
+  Query q(lease.conn().statement("count all", "SELECT count(*) FROM submissions"));
+  q.step();
+  return q.int64(0);
+}
+
+int64_t SqliteSubmissionStore::count_unfinished() {
+  ReaderLease lease(*this);
+  return count_unfinished_on(lease.conn());
+}
+
+std::vector<std::pair<std::string, int64_t>> SqliteSubmissionStore::count_by_status() {
+  std::vector<std::pair<std::string, int64_t>> counts;
+  for (int i = 0; i <= static_cast<int>(SubmissionStatus::kFinished); ++i)
+    counts.emplace_back(status_name(static_cast<SubmissionStatus>(i)), 0);
+  ReaderLease lease(*this);
+  Query q(lease.conn().statement("count by status",
+                                 "SELECT status, count(*) FROM submissions GROUP BY status"));
+  while (q.step()) {
+    auto st = enum_from_db<SubmissionStatus>(q.int64(0), 5, "status");
+    counts[static_cast<int>(st)].second = q.int64(1);
+  }
+  return counts;
+}
+
+std::vector<std::pair<std::string, int64_t>> SqliteSubmissionStore::count_by_result() {
+  std::vector<std::pair<std::string, int64_t>> counts;
+  for (int i = 0; i <= static_cast<int>(Result::kInternalError); ++i)
+    counts.emplace_back(result_name(static_cast<Result>(i)), 0);
+  ReaderLease lease(*this);
+  Query q(lease.conn().statement("count by result",
+                                 "SELECT result, count(*) FROM submissions"
+                                 " WHERE result IS NOT NULL GROUP BY result"));
+  while (q.step()) {
+    auto r = enum_from_db<Result>(q.int64(0), 9, "result");
+    counts[static_cast<int>(r)].second = q.int64(1);
+  }
+  return counts;
+}
+
+int SqliteSubmissionStore::add_listener(ChangeListener l) {
+  std::lock_guard lock(listeners_mu_);
+  int handle = next_listener_++;
+  listeners_.emplace_back(handle, std::make_shared<const ChangeListener>(std::move(l)));
+  return handle;
+}
+
+void SqliteSubmissionStore::remove_listener(int handle) {
+  std::lock_guard lock(listeners_mu_);
+  std::erase_if(listeners_, [&](const auto& entry) { return entry.first == handle; });
+}
+
+void SqliteSubmissionStore::wake_all() {
+  notify_claimers();
+}
+
+void SqliteSubmissionStore::notify_claimers() {
+  {
+    std::lock_guard lock(claim_mu_);
+    ++claim_generation_;
+  }
+  claim_cv_.notify_all();
+}
+
+void SqliteSubmissionStore::notify_listeners(const std::string& id, SubmissionStatus status) {
+  // Copy so a listener runs without listeners_mu_ held (it may take its own locks, and
+  // another thread may add or remove listeners meanwhile). A listener removed during
+  // this loop may still get this one call.
+  std::vector<std::shared_ptr<const ChangeListener>> targets;
+  {
+    std::lock_guard lock(listeners_mu_);
+    for (const auto& [handle, l] : listeners_) targets.push_back(l);
+  }
+  for (const auto& l : targets) {
+    try {
+      (*l)(id, status);
+    } catch (const std::exception& e) {
+      // The write is committed; failing the caller now would make it retry a done
+      // write. Say so and carry on with the other listeners.
+      std::fprintf(stderr, "cutor store: change listener threw for %s: %s\n", id.c_str(), e.what());
+    } catch (...) {
+      std::fprintf(stderr, "cutor store: change listener threw for %s\n", id.c_str());
+    }
+  }
+}
+
+#undef CUTOR_SELECT_SUBMISSION
+
+}  // namespace
+
+std::unique_ptr<SubmissionStore> open_sqlite_store(const SqliteStoreOptions& options) {
+  return std::make_unique<SqliteSubmissionStore>(options);
+}
+
+}  // namespace cutor

@@ -1,0 +1,100 @@
+// The request record encoding: exact round trips of arbitrary bytes, and refusal of
+// every malformed record without reading out of bounds.
+#include <gtest/gtest.h>
+
+#include <limits>
+#include <string>
+
+#include "store/request_codec.h"
+#include "store/submission_store.h"
+#include "store_test_util.h"
+
+namespace cutor {
+namespace {
+
+SubmissionRequest binary_request() {
+  SubmissionRequest r;
+  r.files.push_back({"run.sh", "sh main.sh \"$@\"\n"});
+  r.files.push_back({"data.bin", std::string("\0\xff\x00\x80zz\n", 7)});
+  r.files.push_back({"empty", ""});
+  r.files.push_back({"src/big.txt", std::string(100000, '\xfe')});
+  r.stdin_data = std::string("in\0put\xff", 7);
+  r.args = {"a", "", "c d", std::string("\xc3\x28", 2)};
+  r.env = {{"KEY", "value"}, {"EMPTY", ""}, {"B", "1"}};
+  r.limits[static_cast<int>(Stage::kRun)] = {
+      .cpu_time_ms = 5000,
+      .wall_time_ms = 10000,
+      .memory_bytes = int64_t{512} << 20,
+      .processes = 64,
+      .output_bytes = 1 << 20,
+      .file_size_bytes = std::numeric_limits<int64_t>::max()};
+  r.limits[static_cast<int>(Stage::kCompile)].cpu_time_ms = -1;  // survives as bits
+  r.limits[static_cast<int>(Stage::kEnvironment)].wall_time_ms = 127;
+  r.limits[static_cast<int>(Stage::kEnvironment)].processes = 128;
+  return r;
+}
+
+TEST(StoreCodec, RoundTripsBinaryContentExactly) {
+  SubmissionRequest r = binary_request();
+  std::string bytes = encode_request(r);
+  EXPECT_TRUE(testing_util::same_request(decode_request(bytes), r));
+}
+
+TEST(StoreCodec, RoundTripsAnEmptyRequest) {
+  SubmissionRequest r;
+  EXPECT_TRUE(testing_util::same_request(decode_request(encode_request(r)), r));
+}
+
+TEST(StoreCodec, EveryTruncationIsRefused) {
+  SubmissionRequest r;
+  r.files.push_back({"run.sh", std::string("x\0y", 3)});
+  r.stdin_data = "in";
+  r.args = {"a"};
+  r.env = {{"K", "V"}};
+  r.limits[3].file_size_bytes = int64_t{1} << 40;
+  std::string bytes = encode_request(r);
+  for (size_t n = 0; n < bytes.size(); ++n)
+    EXPECT_THROW(decode_request(std::string_view(bytes).substr(0, n)), StoreError)
+        << "prefix " << n;
+}
+
+TEST(StoreCodec, TrailingBytesAreRefused) {
+  std::string bytes = encode_request(binary_request()) + '\0';
+  EXPECT_THROW(decode_request(bytes), StoreError);
+}
+
+TEST(StoreCodec, UnknownVersionIsRefused) {
+  std::string bytes = encode_request(SubmissionRequest{});
+  bytes[0] = 2;
+  EXPECT_THROW(decode_request(bytes), StoreError);
+}
+
+TEST(StoreCodec, HugeCountIsRefusedWithoutAllocating) {
+  // version 1, then a file count of 2^62 and nothing else.
+  std::string bytes = "\x01";
+  for (int i = 0; i < 8; ++i) bytes += '\x80';
+  bytes += '\x40';
+  try {
+    decode_request(bytes);
+    FAIL() << "decoded a record claiming 2^62 files";
+  } catch (const StoreError& e) {
+    EXPECT_NE(std::string(e.what()).find("files"), std::string::npos) << e.what();
+  }
+}
+
+TEST(StoreCodec, LengthPastTheEndIsRefused) {
+  // version 1, one file, name length 200 with 3 bytes present.
+  std::string bytes = std::string("\x01\x01\xc8\x01", 4) + "abc";
+  EXPECT_THROW(decode_request(bytes), StoreError);
+}
+
+TEST(StoreCodec, OverlongVarintIsRefused) {
+  std::string bytes = "\x01" + std::string(11, '\xff');
+  EXPECT_THROW(decode_request(bytes), StoreError);
+  // Ten bytes whose last one carries more than the 64th bit.
+  bytes = "\x01" + std::string(9, '\xff') + "\x02";
+  EXPECT_THROW(decode_request(bytes), StoreError);
+}
+
+}  // namespace
+}  // namespace cutor
