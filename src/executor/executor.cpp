@@ -343,6 +343,12 @@ Executor::~Executor() {
 }
 
 void Executor::start() {
+  // Workspaces of a server that died (kill -9) are still on disk, their tmpfs mounted.
+  try {
+    state_->sandbox.remove_stale_workspaces(state_->options.work_dir);
+  } catch (const std::exception& e) {
+    spdlog::error("recovery: {}", e.what());
+  }
   for (int i = 0; i < state_->options.workers; ++i)
     state_->workers.emplace_back([this, i] { state_->worker_loop(i); });
 }

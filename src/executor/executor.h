@@ -36,7 +36,8 @@ class Executor {
   Executor(const Executor&) = delete;
   Executor& operator=(const Executor&) = delete;
 
-  // Starts `options.workers` threads that claim and run submissions until stop().
+  // Removes workspaces a crashed server left behind, then starts `options.workers`
+  // threads that claim and run submissions until stop().
   void start();
   // Stops claiming; waits up to shutdown_grace_ms for running submissions, then
   // interrupts the rest without finishing them (they run again on the next start).
