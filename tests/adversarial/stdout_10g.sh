@@ -1,0 +1,2 @@
+# 10 GB of text to stdout through a pipe.
+yes aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa | head -c 10000000000
