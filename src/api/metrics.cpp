@@ -19,7 +19,7 @@ void Histogram::observe(double value) {
 std::string Histogram::render(std::string_view name, std::string_view labels) const {
   std::lock_guard lock(mu_);
   const std::string sep = labels.empty() ? "" : std::string(labels) + ",";
-  const std::string braces = labels.empty() ? "" : "{" + std::string(labels) + "}";
+  const std::string braces = labels.empty() ? "" : fmt::format("{{{}}}", labels);
   std::string out;
   uint64_t cumulative = 0;
   for (size_t i = 0; i < bounds_.size(); ++i) {

@@ -213,8 +213,37 @@ struct NixEnvironmentCache::Impl {
     return !ec && target == *entry.store_path && fs::exists(target, ec);
   }
 
+  // The store paths a box of `e` sees, each mounted read-only at itself: the environment's
+  // closure as recorded when it was built (what its variables point at, by Nix's reference
+  // scan), never the whole store, which holds every other submission's environment and
+  // derivations. A bind mount follows a symlink on the host, so a store path that is a
+  // symlink is kept only when it resolves into the closure (its builder chose the target).
+  static std::vector<std::string> closure_mounts(const EnvironmentEntry& e) {
+    std::set<std::string> closure;
+    for (const auto& p : e.packages) closure.insert(p.path);
+    if (e.store_path) closure.insert(*e.store_path);
+    auto inside_closure = [&](const std::string& target) {
+      for (const auto& p : closure)
+        if (target == p || target.starts_with(p + "/")) return true;
+      return false;
+    };
+    std::vector<std::string> mounts;
+    for (const auto& path : closure) {
+      std::error_code ec;
+      if (fs::is_symlink(fs::symlink_status(path, ec))) {
+        fs::path target = fs::canonical(path, ec);
+        if (ec || !inside_closure(target.string())) {
+          spdlog::warn("envcache: {} links outside its environment; not shown to the box", path);
+          continue;
+        }
+      }
+      mounts.push_back(path);  // a vanished path stays: the sandbox then says which one
+    }
+    return mounts;
+  }
+
   PreparedEnvironment prepared_from(const EnvironmentEntry& e) const {
-    return PreparedEnvironment{e.key, e.store_path.value_or(""), e.env, {"/nix/store"}};
+    return PreparedEnvironment{e.key, e.store_path.value_or(""), e.env, closure_mounts(e)};
   }
 
   EnvironmentOutcome ok_outcome(const EnvironmentEntry& e, StageResult stage) const {
@@ -287,12 +316,221 @@ struct NixEnvironmentCache::Impl {
     }
   }
 
+  // Options of every Nix call that evaluates or builds the submitter's file.
+  std::vector<std::string> hardened_options(const SandboxLimits& limits) const {
+    std::vector<std::string> argv;
+    auto option = [&](const std::string& name, const std::string& value) {
+      argv.insert(argv.end(), {"--option", name, value});
+    };
+    option("restrict-eval", "true");
+    option("allowed-uris", "");
+    option("allow-import-from-derivation", "false");
+    option("sandbox", options.nix_sandbox ? "true" : "false");
+    option("sandbox-fallback", "false");
+    std::string sandbox_paths;
+    for (const auto& p : options.extra_sandbox_paths) {
+      std::error_code ec;
+      if (fs::exists(p, ec)) sandbox_paths += (sandbox_paths.empty() ? "" : " ") + p;
+    }
+    if (!sandbox_paths.empty()) option("extra-sandbox-paths", sandbox_paths);
+    if (options.substituters) option("substituters", *options.substituters);
+    if (limits.output_bytes > 0) option("max-build-log-size", std::to_string(limits.output_bytes));
+    return argv;
+  }
+
+  // The steps of one build share the environment stage's limits: one wall-clock deadline
+  // and one cpu budget; each step gets what the earlier ones left.
+  struct BuildBudget {
+    SandboxLimits limits;
+    std::optional<Clock::time_point> deadline;
+    int64_t cpu_used_us = 0;
+    int64_t max_rss_bytes = 0;
+
+    NixProcessSpec spec(const fs::path& working_dir) const {
+      NixProcessSpec s;
+      s.working_dir = working_dir.string();
+      if (deadline) {
+        s.wall_time_ms = std::max<int64_t>(
+            1, std::chrono::duration_cast<std::chrono::milliseconds>(*deadline - Clock::now())
+                   .count());
+      }
+      if (limits.cpu_time_ms > 0)
+        s.cpu_time_ms = std::max<int64_t>(1, limits.cpu_time_ms - cpu_used_us / 1000);
+      s.memory_bytes = limits.memory_bytes;
+      if (limits.output_bytes > 0) s.stderr_cap_bytes = limits.output_bytes;
+      return s;
+    }
+    void account(const NixProcessResult& r) {
+      cpu_used_us += r.cpu_time_us;
+      max_rss_bytes = std::max(max_rss_bytes, r.max_rss_bytes);
+    }
+  };
+
+  // The stage of a build step that ran and failed: Nix's message, and why it stopped.
+  EnvironmentOutcome failed_step(const std::string& key, const NixProcessResult& r,
+                                 const BuildBudget& budget, const char* what) {
+    StageResult stage;
+    stage.stderr_data = r.stderr_data;
+    stage.truncated = r.stderr_truncated;
+    stage.code = r.exit_code;
+    stage.signal = r.signal;
+    stage.cpu_time_us = budget.cpu_used_us;
+    stage.memory_bytes = budget.max_rss_bytes;
+    if (r.timed_out) {
+      stage.status = StageStatus::kWallTimeLimitExceeded;
+      stage.stderr_data += "environment: wall time limit of " +
+                           std::to_string(budget.limits.wall_time_ms) + " ms exceeded\n";
+    } else if (r.cancelled) {
+      stage.status = StageStatus::kInternalError;
+      stage.stderr_data += "environment: the cache shut down during the build\n";
+    } else if (r.signal == SIGXCPU) {
+      stage.status = StageStatus::kTimeLimitExceeded;
+    } else if (r.signal) {
+      stage.status = StageStatus::kSignaled;
+    } else if (r.stderr_data.find("out of memory") != std::string::npos) {
+      stage.status = StageStatus::kMemoryLimitExceeded;
+    } else {
+      stage.status = StageStatus::kNonzeroExit;
+    }
+    if (r.signal || r.timed_out || r.cancelled) stage.code.reset();
+    stage.output = stage.stderr_data;
+    fail_record(key, stage.stderr_data.empty() ? std::string(what) + " failed" : stage.stderr_data);
+    return {stage, std::nullopt};
+  }
+
+  // A build refused by cutor itself (not by Nix): `message` says why.
+  EnvironmentOutcome refused(const std::string& key, StageStatus status, std::string message,
+                             const BuildBudget& budget) {
+    StageResult stage = failed_stage(status, std::move(message));
+    if (status == StageStatus::kNonzeroExit) stage.code = 1;
+    stage.cpu_time_us = budget.cpu_used_us;
+    stage.memory_bytes = budget.max_rss_bytes;
+    fail_record(key, stage.stderr_data);
+    return {stage, std::nullopt};
+  }
+
+  // Removes the GC roots `nix-instantiate --add-root <key>.drv` made (<key>.drv, and
+  // <key>.drv-N when the file gave several derivations).
+  void remove_drv_roots(const std::string& key) noexcept {
+    std::error_code ec;
+    fs::directory_iterator it(root_dir / "roots", ec);
+    for (; !ec && it != fs::directory_iterator(); it.increment(ec)) {
+      const std::string name = it->path().filename().string();
+      std::error_code remove_ec;
+      if (name == key + ".drv" || name.starts_with(key + ".drv-"))
+        fs::remove(it->path(), remove_ec);
+    }
+  }
+
+  // SPEC §6: building a cutor.nix cannot reach the network. Nix gives fixed-output
+  // derivations the host's network even inside its sandbox, so none may be built here: asks
+  // `nix-store -r --dry-run` what building `drv` would build and refuses when any of those is
+  // fixed-output (their outputs may still come from a substituter or already be present).
+  // Returns the refusal, or nothing when the build may go on.
+  std::optional<EnvironmentOutcome> refuse_local_fixed_output_builds(const std::string& key,
+                                                                     const std::string& drv,
+                                                                     BuildBudget& budget,
+                                                                     const fs::path& dir) {
+    std::vector<std::string> argv = {nix_bin("nix-store"), "--realise", "--dry-run"};
+    std::vector<std::string> hardened = hardened_options(budget.limits);
+    argv.insert(argv.end(), hardened.begin(), hardened.end());
+    argv.push_back(drv);
+    NixProcessResult dry = run_nix(argv, budget.spec(dir));
+    budget.account(dry);
+    if (!dry.ok()) return failed_step(key, dry, budget, "nix-store --realise --dry-run");
+    std::vector<std::string> to_build = derivations_to_build(dry.stderr_data);
+
+    // The shell derivation itself is asked about too: it is listed unless its outputs are
+    // all present, which checks that the listing was read right (fail closed, not open).
+    std::set<std::string> asked(to_build.begin(), to_build.end());
+    asked.insert(drv);
+    argv = {nix_bin("nix"), "--extra-experimental-features", "nix-command", "show-derivation"};
+    argv.insert(argv.end(), asked.begin(), asked.end());
+    NixProcessResult shown = run_nix(argv, budget.spec(dir));
+    budget.account(shown);
+    if (!shown.ok()) return failed_step(key, shown, budget, "nix show-derivation");
+    json::value doc = json::parse(shown.stdout_data);
+
+    std::string refusals;
+    for (const auto& path : to_build) {
+      const json::value* d = doc.as_object().if_contains(path);
+      if (!d || is_fixed_output(*d)) {
+        refusals += "cutor: " + path +
+                    " is a fixed-output derivation that would be built here (network access); "
+                    "only substitutes are accepted for fixed-output derivations\n";
+      }
+    }
+    if (!refusals.empty()) return refused(key, StageStatus::kNonzeroExit, refusals, budget);
+
+    if (!std::count(to_build.begin(), to_build.end(), drv)) {
+      const json::value* d = doc.as_object().if_contains(drv);
+      bool all_present = d != nullptr;
+      if (d) {
+        for (const auto& [name, output] : d->at("outputs").as_object()) {
+          const auto* path = output.as_object().if_contains("path");
+          std::error_code ec;
+          if (!path || !path->is_string() ||
+              !fs::exists(fs::symlink_status(std::string(path->as_string()), ec)))
+            all_present = false;
+        }
+      }
+      if (!all_present) {
+        return refused(key, StageStatus::kInternalError,
+                       "cutor: could not tell what building " + drv +
+                           " would build (nix-store --realise --dry-run did not list it):\n" +
+                           dry.stderr_data,
+                       budget);
+      }
+    }
+    return std::nullopt;
+  }
+
+  // Whether a derivation (as `nix show-derivation` shows it) is fixed-output: an output
+  // with a hash, or an outputHash attribute.
+  static bool is_fixed_output(const json::value& derivation) {
+    const auto& o = derivation.as_object();
+    if (const auto* outputs = o.if_contains("outputs"); outputs && outputs->is_object()) {
+      for (const auto& [name, output] : outputs->as_object())
+        if (output.is_object() && output.as_object().contains("hash")) return true;
+    }
+    if (const auto* env = o.if_contains("env"); env && env->is_object())
+      if (env->as_object().contains("outputHash")) return true;
+    return false;
+  }
+
+  // The derivations `nix-store --realise --dry-run` says "will be built": Nix 2.8 prints
+  // "this derivation will be built:" or "these N derivations will be built:", then one
+  // indented store path a line (and likewise "will be fetched" for substitutes).
+  static std::vector<std::string> derivations_to_build(const std::string& text) {
+    std::vector<std::string> out;
+    bool in_list = false;
+    size_t pos = 0;
+    while (pos < text.size()) {
+      size_t end = text.find('\n', pos);
+      if (end == std::string::npos) end = text.size();
+      std::string line = text.substr(pos, end - pos);
+      pos = end + 1;
+      if (line.empty()) continue;
+      if (line[0] != ' ') {
+        in_list = line.find("will be built") != std::string::npos;
+        continue;
+      }
+      if (!in_list) continue;
+      size_t start = line.find_first_not_of(' ');
+      std::string path = trim(line.substr(start));
+      if (path.starts_with("/") && path.ends_with(".drv")) out.push_back(path);
+    }
+    return out;
+  }
+
   EnvironmentOutcome build(const std::string& key, const std::string& nix,
                            const SandboxLimits& limits) {
     const auto start = Clock::now();
-    std::optional<Clock::time_point> deadline;
-    if (limits.wall_time_ms > 0) deadline = start + std::chrono::milliseconds(limits.wall_time_ms);
-    FileLock lock = FileLock::acquire(lock_path(key), deadline, shutdown.get_token());
+    BuildBudget budget;
+    budget.limits = limits;
+    if (limits.wall_time_ms > 0)
+      budget.deadline = start + std::chrono::milliseconds(limits.wall_time_ms);
+    FileLock lock = FileLock::acquire(lock_path(key), budget.deadline, shutdown.get_token());
     if (!lock.held()) {
       std::string msg = "timed out waiting for another process building environment " + key;
       return {failed_stage(StageStatus::kWallTimeLimitExceeded, msg), std::nullopt};
@@ -320,89 +558,58 @@ struct NixEnvironmentCache::Impl {
       out.write(nix.data(), static_cast<std::streamsize>(nix.size()));
       if (!out) throw std::runtime_error("writing " + (dir / "cutor.nix").string());
     }
-
-    std::vector<std::string> argv = {nix_bin("nix"),
-                                     "--extra-experimental-features",
-                                     "nix-command",
-                                     "print-dev-env",
-                                     "--json",
-                                     "--option",
-                                     "restrict-eval",
-                                     "true",
-                                     "--option",
-                                     "allowed-uris",
-                                     "",
-                                     "--option",
-                                     "allow-import-from-derivation",
-                                     "false",
-                                     "--option",
-                                     "sandbox",
-                                     options.nix_sandbox ? "true" : "false",
-                                     "--option",
-                                     "sandbox-fallback",
-                                     "false"};
-    std::string sandbox_paths;
-    for (const auto& p : options.extra_sandbox_paths) {
-      std::error_code ec;
-      if (fs::exists(p, ec)) sandbox_paths += (sandbox_paths.empty() ? "" : " ") + p;
-    }
-    if (!sandbox_paths.empty()) {
-      argv.insert(argv.end(), {"--option", "extra-sandbox-paths", sandbox_paths});
-    }
-    if (options.substituters) {
-      argv.insert(argv.end(), {"--option", "substituters", *options.substituters});
-    }
-    if (limits.output_bytes > 0) {
-      argv.insert(argv.end(),
-                  {"--option", "max-build-log-size", std::to_string(limits.output_bytes)});
-    }
-    for (const auto& p : include_paths) argv.insert(argv.end(), {"-I", p});
-    argv.insert(argv.end(), {"-I", dir.string(), "--profile", root_link(key).string(), "--file",
-                             (dir / "cutor.nix").string()});
-
-    NixProcessSpec spec;
-    spec.working_dir = dir.string();
-    if (deadline) {
-      spec.wall_time_ms = std::max<int64_t>(
-          1,
-          std::chrono::duration_cast<std::chrono::milliseconds>(*deadline - Clock::now()).count());
-    }
-    spec.cpu_time_ms = limits.cpu_time_ms;
-    spec.memory_bytes = limits.memory_bytes;
-    if (limits.output_bytes > 0) spec.stderr_cap_bytes = limits.output_bytes;
     ++builds;
-    NixProcessResult r = run_nix(argv, spec);
+
+    // 1. Evaluate once, into a derivation kept alive by a GC root until this build ends;
+    // the dry run and the build below both work on that derivation, not on the file.
+    const fs::path drv_root = root_dir / "roots" / (key + ".drv");
+    struct DrvRoots {
+      Impl* impl;
+      const std::string& key;
+      ~DrvRoots() { impl->remove_drv_roots(key); }
+    } drv_roots{this, key};
+    remove_drv_roots(key);
+    std::vector<std::string> argv = {nix_bin("nix-instantiate")};
+    std::vector<std::string> hardened = hardened_options(limits);
+    argv.insert(argv.end(), hardened.begin(), hardened.end());
+    for (const auto& p : include_paths) argv.insert(argv.end(), {"-I", p});
+    argv.insert(argv.end(), {"-I", dir.string(), "--add-root", drv_root.string(),
+                             (dir / "cutor.nix").string()});
+    NixProcessResult instantiated = run_nix(argv, budget.spec(dir));
+    budget.account(instantiated);
+    if (!instantiated.ok()) return failed_step(key, instantiated, budget, "nix-instantiate");
+    const int64_t derivations =
+        std::count(instantiated.stdout_data.begin(), instantiated.stdout_data.end(), '\n');
+    std::error_code ec;
+    const fs::path drv = fs::read_symlink(drv_root, ec);
+    if (derivations != 1 || ec || !drv.string().ends_with(".drv")) {
+      return refused(key, StageStatus::kNonzeroExit,
+                     "cutor: cutor.nix must evaluate to one derivation (such as pkgs.mkShell "
+                     "{ ... }); it gave " +
+                         std::to_string(derivations),
+                     budget);
+    }
+
+    // 2. Nothing that would reach the network may be built.
+    if (auto refusal = refuse_local_fixed_output_builds(key, drv.string(), budget, dir))
+      return *refusal;
+
+    // 3. Build the environment and capture its variables.
+    argv = {nix_bin("nix"), "--extra-experimental-features", "nix-command", "print-dev-env",
+            "--json"};
+    argv.insert(argv.end(), hardened.begin(), hardened.end());
+    argv.insert(argv.end(), {"--profile", root_link(key).string(), drv.string()});
+    NixProcessResult r = run_nix(argv, budget.spec(dir));
+    budget.account(r);
+    if (!r.ok()) return failed_step(key, r, budget, "nix print-dev-env");
 
     StageResult stage;
     stage.stderr_data = r.stderr_data;
     stage.output = r.stderr_data;
     stage.truncated = r.stderr_truncated;
     stage.code = r.exit_code;
-    stage.signal = r.signal;
-    stage.cpu_time_us = r.cpu_time_us;
-    stage.memory_bytes = r.max_rss_bytes;
-    if (!r.ok()) {
-      if (r.timed_out) {
-        stage.status = StageStatus::kWallTimeLimitExceeded;
-        stage.stderr_data += "environment: wall time limit of " +
-                             std::to_string(limits.wall_time_ms) + " ms exceeded\n";
-      } else if (r.cancelled) {
-        stage.status = StageStatus::kInternalError;
-        stage.stderr_data += "environment: the cache shut down during the build\n";
-      } else if (r.signal == SIGXCPU) {
-        stage.status = StageStatus::kTimeLimitExceeded;
-      } else if (r.signal) {
-        stage.status = StageStatus::kSignaled;
-      } else if (r.stderr_data.find("out of memory") != std::string::npos) {
-        stage.status = StageStatus::kMemoryLimitExceeded;
-      } else {
-        stage.status = StageStatus::kNonzeroExit;
-      }
-      if (r.signal || r.timed_out || r.cancelled) stage.code.reset();
-      stage.output = stage.stderr_data;
-      fail_record(key, stage.stderr_data.empty() ? "nix print-dev-env failed" : stage.stderr_data);
-      return {stage, std::nullopt};
-    }
+    stage.cpu_time_us = budget.cpu_used_us;
+    stage.memory_bytes = budget.max_rss_bytes;
     if (r.stdout_truncated) {
       stage.status = StageStatus::kOutputLimitExceeded;
       stage.stderr_data += "environment: the captured environment is too large\n";
@@ -412,7 +619,6 @@ struct NixEnvironmentCache::Impl {
     }
 
     entry.env = parse_environment(r.stdout_data);
-    std::error_code ec;
     fs::path store_path = fs::canonical(root_link(key), ec);
     if (ec)
       throw std::runtime_error("resolving GC root " + root_link(key).string() + ": " +
@@ -546,6 +752,7 @@ struct NixEnvironmentCache::Impl {
       if (name == key || (name.starts_with(key + "-") && name.ends_with("-link")))
         fs::remove(de.path(), ec);
     }
+    remove_drv_roots(key);
     fs::remove_all(eval_dir(key), ec);
     records->remove(key);
     if (entry) delete_dead_paths(*entry);

@@ -6,17 +6,31 @@
 //   Otherwise one build per key: in this process (single flight: later callers wait on
 //   the same build and share its result, failure included) and across processes (flock on
 //   <data>/envcache/locks/<key>.lock; whoever gets the lock second re-reads the record).
-//   The build runs `nix print-dev-env --json --profile <data>/envcache/roots/<key>` on a
-//   directory holding only cutor.nix, with an empty environment, restricted evaluation,
-//   no allowed URIs, no import-from-derivation, Nix's build sandbox on, and the
-//   environment stage's limits. Builds run on the cache's own threads: a waiter that is
-//   cancelled or runs out of its wall time stops waiting, the build goes on.
+//   A build, in the environment stage's limits (one deadline and cpu budget for its steps),
+//   with an empty environment, restricted evaluation, no allowed URIs, no
+//   import-from-derivation and Nix's build sandbox on:
+//     1. `nix-instantiate` of a directory holding only cutor.nix: one derivation, held by a
+//        GC root (<key>.drv) until the build ends; evaluated once, never again.
+//     2. `nix-store --realise --dry-run` of it and `nix show-derivation` of what it lists
+//        as "will be built": a fixed-output derivation among them is refused (Nix gives
+//        those the host's network even in its sandbox); their outputs are accepted only
+//        from a substituter or already present.
+//     3. `nix print-dev-env --json --profile <data>/envcache/roots/<key>` of the derivation.
+//     4. `nix path-info -rS` of the result: the closure, recorded as the packages.
+//   Builds run on the cache's own threads: a waiter that is cancelled or runs out of its
+//   wall time stops waiting, the build goes on.
 //   A failed record is built again by the next prepare() of its key.
+//
+// A prepared environment's read_only_paths are its recorded closure, each path mounted at
+// itself (no Nix call on a hit): a box never sees the rest of /nix/store, which holds the
+// other submissions' environments. A store path that is a symlink leading out of the
+// closure is left out (a bind mount would follow it on the host).
 //
 // Layout under `data_dir`:
 //   envcache.db                  records (environment_records.h)
 //   envcache/eval/<key>/cutor.nix  the evaluated file, alone in its directory
 //   envcache/roots/<key>         the profile link: the GC root of the environment
+//   envcache/roots/<key>.drv     the derivation's GC root while it is being built
 //   envcache/locks/<key>.lock    cross-process build lock
 //   envcache/home, envcache/tmp  HOME and TMPDIR of the nix processes
 #pragma once

@@ -170,9 +170,11 @@ NixProcessResult run_nix_process(const NixProcessSpec& spec, std::stop_token can
   bool out_open = true, err_open = true, exited = false;
   std::optional<Clock::time_point> kill_at;
   std::optional<Clock::time_point> exited_at;
-  const auto deadline = spec.wall_time_ms > 0
-                            ? std::optional(start + std::chrono::milliseconds(spec.wall_time_ms))
-                            : std::nullopt;
+  // No wall limit: a deadline that never comes (a sentinel keeps GCC's -O3 flow analysis
+  // from seeing an uninitialised optional).
+  const Clock::time_point deadline = spec.wall_time_ms > 0
+                                         ? start + std::chrono::milliseconds(spec.wall_time_ms)
+                                         : Clock::time_point::max();
   auto stop = [&](bool timeout) {
     if (kill_at) return;
     (timeout ? result.timed_out : result.cancelled) = true;
@@ -207,7 +209,7 @@ NixProcessResult run_nix_process(const NixProcessSpec& spec, std::stop_token can
       }
     }
     if (!exited) {
-      if (deadline && now >= *deadline) stop(true);
+      if (now >= deadline) stop(true);
       if (cancel.stop_requested()) stop(false);
       if (kill_at && now >= *kill_at) ::killpg(pid, SIGKILL);
     } else if (now - *exited_at > std::chrono::seconds(2)) {

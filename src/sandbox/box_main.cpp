@@ -1,23 +1,23 @@
-// The box child: three processes, each with one job.
+// The box: two processes, each with one job.
 //
-//   leader  (forked by the supervisor; in the host's pid namespace)
-//     waits for the supervisor's go byte, unshares the namespaces, names the host, forks
-//     init, then only waits for it. If init dies without reporting (OOM-killed, killed by
-//     the supervisor), the leader writes the BoxStatus instead. Killing the leader kills
-//     the box: init has PR_SET_PDEATHSIG(SIGKILL), and when PID 1 of a pid namespace dies
-//     the kernel kills everything else in it.
-//   init    (PID 1 of the new pid namespace)
-//     builds the filesystem (it must mount /proc from inside the namespace), brings up lo,
-//     forks the program, reaps every process of the namespace until the program exits,
-//     then writes exactly one BoxStatus and exits (taking the leftovers with it). It has
-//     no signal handlers, so nothing inside the namespace can signal it, not even with
-//     kill(-1, SIGKILL).
+//   init    (PID 1 of a fresh pid namespace, forked straight from the supervisor's thread)
+//     waits for the supervisor's go byte (it is in the stage cgroup by then), enters fresh
+//     mount, net, ipc, uts and cgroup namespaces, names the host, builds the filesystem (it
+//     must mount /proc from inside the pid namespace), brings up lo, forks the program,
+//     reaps every process of the namespace until the program exits, then writes exactly
+//     one BoxStatus and exits (the kernel kills what is left in the namespace). It has no
+//     signal handlers, so nothing inside the namespace can signal it, not even with
+//     kill(-1, SIGKILL). Killing it (the supervisor at a limit, the OOM killer) kills the
+//     box; PR_SET_PDEATHSIG(SIGKILL) does the same when the supervisor thread goes.
 //   program
 //     new session, stdio, rlimits, unprivileged identity, no capabilities,
 //     no_new_privs, /box, seccomp last, execve. A setup failure before execve travels to
 //     init on a close-on-exec pipe (EOF there means execve succeeded).
+//
+// No third "leader" process: the supervisor thread enters the new pid namespace itself for
+// one fork (unshare(CLONE_NEWPID) is per thread) and returns to its own with setns. Every
+// process handoff costs a wakeup, and on a busy host each wakeup may wait for a cpu.
 #include <fcntl.h>
-#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -169,7 +169,10 @@ void install_stdio(int from, int to, int open_flags) {
     drop_identity(plan.uid, plan.gid);
     if (::chdir(std::string(kBoxWorkdir).c_str()) != 0)
       throw std::system_error(errno, std::generic_category(), "chdir " + std::string(kBoxWorkdir));
-    install_seccomp_filter();
+    if (plan.seccomp_program != nullptr)
+      load_seccomp_program(*plan.seccomp_program);
+    else
+      install_seccomp_filter();
   } catch (...) {
     write_status(error_fd, status_from_exception());
     ::_exit(125);
@@ -193,20 +196,14 @@ void install_stdio(int from, int to, int open_flags) {
   ::_exit(exec_errno == ENOENT ? 127 : 126);
 }
 
-[[noreturn]] void run_init(const BoxPlan& plan, const PreparedExec& exec, int leader_alive_fd) {
-  // Die with the leader. It may already be gone (then the pipe has hung up).
-  if (::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0)
-    fail_with_errno(plan.status_fd, "prctl PR_SET_PDEATHSIG");
-  struct pollfd alive = {leader_alive_fd, POLLIN, 0};
-  if (::poll(&alive, 1, 0) > 0) ::_exit(1);
-
+[[noreturn]] void run_init(const BoxPlan& plan, const PreparedExec& exec) {
   int error_pipe[2];
   pid_t program = -1;
   try {
     if (plan.argv.empty() || plan.argv[0].empty())
       throw std::system_error(EINVAL, std::generic_category(), "empty argv");
     build_box_filesystem(plan);
-    bring_up_loopback();
+    if (plan.net_ns_fd < 0) bring_up_loopback();  // a prepared namespace has lo up already
     if (::pipe2(error_pipe, O_CLOEXEC) != 0)
       throw std::system_error(errno, std::generic_category(), "pipe2 for the program's errors");
     program = ::fork();
@@ -221,9 +218,9 @@ void install_stdio(int from, int to, int open_flags) {
   }
 
   // Only the program (and what it starts) may hold the output pipes: the supervisor reads
-  // them to EOF. (sync_fd was closed by the leader already; its number may be reused.)
+  // them to EOF. (sync_fd was closed already; its number may be reused.)
   ::close(error_pipe[1]);
-  for (int fd : {plan.stdin_fd, plan.stdout_fd, plan.stderr_fd, leader_alive_fd})
+  for (int fd : {plan.stdin_fd, plan.stdout_fd, plan.stderr_fd})
     if (fd > 2) ::close(fd);
 
   BoxStatus setup_error;
@@ -259,16 +256,17 @@ void install_stdio(int from, int to, int open_flags) {
   ::_exit(0);
 }
 
-}  // namespace
-
-void box_main(const BoxPlan& plan) {
+// The box's init from its first instruction: single-threaded, PID 1.
+[[noreturn]] void init_main(const BoxPlan& plan) {
   reset_signals();
-  // The leader dies with the supervisor thread that forked it (and init with the leader).
-  ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
-  close_fds_except({plan.stdin_fd, plan.stdout_fd, plan.stderr_fd, plan.sync_fd, plan.status_fd});
+  // Die with the supervisor thread that forked us (and the namespace with us).
+  if (::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0)
+    fail_with_errno(plan.status_fd, "prctl PR_SET_PDEATHSIG");
+  close_fds_except({plan.stdin_fd, plan.stdout_fd, plan.stderr_fd, plan.sync_fd, plan.status_fd,
+                    plan.net_ns_fd});
 
   // Wait until the supervisor has put us into the stage cgroup: everything forked from
-  // here on is accounted for.
+  // here on is accounted for. EOF: the supervisor gave up (or died) before the go.
   char go;
   ssize_t n;
   do n = ::read(plan.sync_fd, &go, 1);
@@ -280,38 +278,61 @@ void box_main(const BoxPlan& plan) {
   ::close(plan.sync_fd);
 
   PreparedExec exec = prepare_exec(plan);
-  if (::unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP |
-                CLONE_NEWPID) != 0)
-    fail_with_errno(plan.status_fd, "unshare(mount, net, ipc, uts, cgroup, pid namespaces)");
+  int fresh = CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP;
+  if (plan.net_ns_fd >= 0) {
+    // Made for this box alone by the supervisor's pool, never entered by anyone else.
+    if (::setns(plan.net_ns_fd, CLONE_NEWNET) != 0)
+      fail_with_errno(plan.status_fd, "setns to the prepared network namespace");
+    ::close(plan.net_ns_fd);
+  } else {
+    fresh |= CLONE_NEWNET;
+  }
+  if (::unshare(fresh) != 0)
+    fail_with_errno(plan.status_fd, "unshare(mount, net, ipc, uts, cgroup namespaces)");
   if (::sethostname(kHostname, std::strlen(kHostname)) != 0)
     fail_with_errno(plan.status_fd, "sethostname");
+  run_init(plan, exec);
+}
 
-  int alive_pipe[2];
-  if (::pipe2(alive_pipe, O_CLOEXEC) != 0) fail_with_errno(plan.status_fd, "pipe2");
-  pid_t init = ::fork();
-  if (init < 0) fail_with_errno(plan.status_fd, "fork box init");
-  if (init == 0) {
-    ::close(alive_pipe[1]);
-    run_init(plan, exec, alive_pipe[0]);
+// The process's own pid namespace (every thread's active one), opened once, to return the
+// calling thread to after a box's fork. Throws when it cannot be opened.
+int own_pid_namespace() {
+  struct Opened {
+    int fd;
+    int error;
+  };
+  static const Opened opened = [] {
+    int fd = ::open("/proc/thread-self/ns/pid", O_RDONLY | O_CLOEXEC);
+    return Opened{fd, fd < 0 ? errno : 0};
+  }();
+  if (opened.fd < 0)
+    throw std::system_error(opened.error, std::generic_category(), "open /proc/thread-self/ns/pid");
+  return opened.fd;
+}
+
+}  // namespace
+
+pid_t start_box(const BoxPlan& plan) {
+  const int own = own_pid_namespace();
+  if (::unshare(CLONE_NEWPID) != 0)
+    throw std::system_error(errno, std::generic_category(), "unshare(CLONE_NEWPID)");
+  const pid_t init = ::fork();
+  if (init == 0) init_main(plan);
+  const int fork_errno = errno;
+  // Before anything else: this thread's later children (other stages, other tools the
+  // server runs from it) must be born in the server's own pid namespace.
+  if (::setns(own, CLONE_NEWPID) != 0) {
+    const int setns_errno = errno;
+    if (init > 0) {
+      ::kill(init, SIGKILL);
+      while (::waitpid(init, nullptr, 0) < 0 && errno == EINTR) {
+      }
+    }
+    throw std::system_error(setns_errno, std::generic_category(),
+                            "setns back to the server's pid namespace");
   }
-  ::close(alive_pipe[0]);
-  for (int fd : {plan.stdin_fd, plan.stdout_fd, plan.stderr_fd})
-    if (fd > 2) ::close(fd);
-
-  int status = 0;
-  pid_t pid;
-  do pid = ::waitpid(init, &status, 0);
-  while (pid < 0 && errno == EINTR);
-  if (pid == init && WIFEXITED(status) && WEXITSTATUS(status) == 0) ::_exit(0);  // it reported
-  if (pid == init && WIFEXITED(status)) ::_exit(1);  // it reported its setup failure
-  // Init was killed before it could report (the memory limit, or kill_all): that is how the
-  // program's box ended.
-  BoxStatus lost;
-  lost.wait_status = status;
-  std::snprintf(lost.message, sizeof(lost.message), "box init ended by signal %d",
-                WIFSIGNALED(status) ? WTERMSIG(status) : 0);
-  write_status(plan.status_fd, lost);
-  ::_exit(0);
+  if (init < 0) throw std::system_error(fork_errno, std::generic_category(), "fork box init");
+  return init;
 }
 
 }  // namespace cutor::sandbox

@@ -33,6 +33,7 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <thread>
 #include <vector>
@@ -443,6 +444,54 @@ class V2StageCgroup final : public StageCgroup {
   std::string parent_, dir_;
 };
 
+// The pid in a stage cgroup's name "stage-<pid>-<n>" (see unique_stage_name in
+// sandbox.cpp), or -1 when `name` is not one.
+pid_t stage_owner(const std::string& name) {
+  constexpr std::string_view kPrefix = "stage-";
+  if (name.rfind(kPrefix, 0) != 0) return -1;
+  const size_t dash = name.find('-', kPrefix.size());
+  if (dash == std::string::npos || dash == kPrefix.size() || dash + 1 == name.size()) return -1;
+  const std::string pid_text = name.substr(kPrefix.size(), dash - kPrefix.size());
+  const std::string counter = name.substr(dash + 1);
+  auto digits = [](const std::string& text) {
+    return text.size() <= 18 && text.find_first_not_of("0123456789") == std::string::npos;
+  };
+  if (!digits(pid_text) || !digits(counter)) return -1;
+  const long long pid = std::stoll(pid_text);
+  return pid > 0 && pid <= 0x3fffffff ? static_cast<pid_t>(pid) : -1;
+}
+
+bool process_exists(pid_t pid) {
+  return ::kill(pid, 0) == 0 || errno == EPERM;
+}
+
+// Removes the stale stage cgroups in one hierarchy's parent directory `dir`.
+int remove_stale_in(const std::string& dir) {
+  std::vector<std::string> stale;
+  if (DIR* listing = ::opendir(dir.c_str())) {
+    while (struct dirent* entry = ::readdir(listing)) {
+      if (entry->d_type != DT_DIR) continue;
+      const pid_t owner = stage_owner(entry->d_name);
+      if (owner > 0 && owner != ::getpid() && !process_exists(owner))
+        stale.push_back(dir + "/" + entry->d_name);
+    }
+    ::closedir(listing);
+  }
+  int removed = 0;
+  for (const std::string& leaf : stale) {
+    // Its server is dead, so whatever is left in it was started by that server's box.
+    if (exists(leaf + "/cgroup.kill")) {
+      try {
+        write_text(leaf + "/cgroup.kill", "1");
+      } catch (const std::system_error&) {
+      }
+    }
+    kill_listed(leaf + "/cgroup.procs");
+    if (remove_dir(leaf)) ++removed;
+  }
+  return removed;
+}
+
 }  // namespace
 
 std::unique_ptr<StageCgroup> create_stage_cgroup(const std::string& parent, const std::string& name,
@@ -457,6 +506,15 @@ std::unique_ptr<StageCgroup> create_stage_cgroup(const std::string& parent, cons
       break;
   }
   throw_errno(ENOTSUP, "cgroups: " + layout().description);
+}
+
+int remove_stale_stage_cgroups(const std::string& parent) {
+  if (parent == "." || parent == ".." || parent.find('/') != std::string::npos) return 0;
+  const Layout& l = layout();
+  int removed = 0;
+  for (const std::string* base : {&l.v2_own, &l.memory_own, &l.pids_own, &l.cpuacct_own})
+    if (!base->empty()) removed += remove_stale_in(parent_dir(*base, parent));
+  return removed;
 }
 
 std::string describe_cgroup_support() {

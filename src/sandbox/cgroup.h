@@ -15,18 +15,25 @@ namespace cutor::sandbox {
 
 class StageCgroup {
  public:
-  virtual ~StageCgroup() = default;  // kills what is left, then removes the cgroup(s)
+  virtual ~StageCgroup() = default;         // kills what is left, then removes the cgroup(s)
   virtual void add_process(pid_t pid) = 0;  // throws std::system_error with the file path
-  virtual int64_t cpu_time_us() = 0;  // whole tree, since creation
+  virtual int64_t cpu_time_us() = 0;        // whole tree, since creation
   virtual int64_t memory_peak_bytes() = 0;
   virtual bool oom_killed() = 0;  // the memory limit killed something
-  virtual void kill_all() = 0;  // SIGKILL every process in it
+  virtual void kill_all() = 0;    // SIGKILL every process in it
 };
 
 // Creates a fresh stage cgroup named `name` with memory (swap 0) and pids limits.
 // Throws std::system_error naming the path on failure. `parent` empty: the server's own.
 std::unique_ptr<StageCgroup> create_stage_cgroup(const std::string& parent, const std::string& name,
                                                  const SandboxLimits& limits);
+
+// Recovery after a crash: removes the stage cgroups below `parent` (as for
+// create_stage_cgroup) named stage-<pid>-<n> whose <pid> is not a running process, after
+// killing anything still in them. Others (this process's, a live server's sharing the
+// parent) are never touched. Assumes every server sharing `parent` shares our pid
+// namespace. Best effort; returns how many were removed.
+int remove_stale_stage_cgroups(const std::string& parent);
 
 // "v2", "hybrid (v1 memory,pids,cpuacct)", or why not available, for doctor and /info.
 std::string describe_cgroup_support();

@@ -23,7 +23,9 @@
 #include "sandbox/box.h"
 #include "sandbox/cgroup.h"
 #include "sandbox/fd.h"
+#include "sandbox/net.h"
 #include "sandbox/plain_stage.h"
+#include "sandbox/seccomp.h"
 #include "sandbox/supervisor.h"
 #include "sandbox/workspace.h"
 
@@ -212,15 +214,15 @@ class PlainControl : public sandbox::StageControl {
   UniqueFd control_;
 };
 
-// Stage 2: the box, measured through its cgroup, stopped by killing the box's leader (its
-// init and the pid namespace follow) and everything in the cgroup.
+// Stage 2: the box, measured through its cgroup, stopped by killing the box's init (the
+// rest of its pid namespace follows) and everything in the cgroup.
 class BoxControl : public sandbox::StageControl {
  public:
-  BoxControl(int leader_pidfd, sandbox::StageCgroup& cgroup)
-      : leader_pidfd_(leader_pidfd), cgroup_(cgroup) {}
+  BoxControl(int init_pidfd, sandbox::StageCgroup& cgroup)
+      : init_pidfd_(init_pidfd), cgroup_(cgroup) {}
   int64_t cpu_time_us() override { return cgroup_.cpu_time_us(); }
   void kill_all() override {
-    ::syscall(SYS_pidfd_send_signal, leader_pidfd_, SIGKILL, nullptr, 0);
+    ::syscall(SYS_pidfd_send_signal, init_pidfd_, SIGKILL, nullptr, 0);
     try {
       cgroup_.kill_all();
     } catch (const std::exception&) {
@@ -229,7 +231,7 @@ class BoxControl : public sandbox::StageControl {
   }
 
  private:
-  int leader_pidfd_;
+  int init_pidfd_;
   sandbox::StageCgroup& cgroup_;
 };
 
@@ -266,6 +268,10 @@ class SandboxImpl : public Sandbox {
     ws.owner_gid = lease->uid();
     auto inner = sandbox::create_workspace(parent_dir, name, ws);
     return std::make_unique<PooledWorkspace>(std::move(lease), std::move(inner));
+  }
+
+  void remove_stale_workspaces(const std::string& parent_dir) override {
+    sandbox::remove_stale_workspaces(parent_dir);
   }
 
   StageResult run(const SandboxSpec& spec, std::stop_token cancel) override {
@@ -346,11 +352,14 @@ class SandboxImpl : public Sandbox {
     plan.sync_fd = sync.read.get();
     plan.status_fd = status.write.get();
 
+    plan.seccomp_program = &sandbox::seccomp_filter_program();
+    UniqueFd net_ns = sandbox::take_prepared_net_namespace();
+    plan.net_ns_fd = net_ns.get();
+
     StageChild child;
     child.started_ns = sandbox::monotonic_ns();
-    pid_t pid = ::fork();
-    if (pid < 0) throw_errno(errno, "fork of the box");
-    if (pid == 0) sandbox::box_main(plan);
+    const pid_t pid = sandbox::start_box(plan);
+    net_ns.reset();  // the box holds it now; it ends with the box's last process
     child.pid = pid;
     in.read.reset();
     out.write.reset();
@@ -391,6 +400,7 @@ class SandboxImpl : public Sandbox {
     BoxControl stage_control(child.pidfd.get(), *cgroup);
     SupervisedRun run =
         sandbox::supervise(child, stage_control, spec.limits, spec.stdin_data, std::move(cancel));
+    sandbox::refill_prepared_net_namespaces();
 
     Ending ending;
     std::optional<BoxStatus> report = pick_report<BoxStatus>(run.status_bytes);
@@ -398,6 +408,10 @@ class SandboxImpl : public Sandbox {
       ending.setup_error = report->message;
     } else if (report) {
       ending.program_wait_status = report->wait_status;
+    } else if (WIFSIGNALED(run.child_wait_status)) {
+      // Init was killed before it could report (a limit, kill_all, the OOM killer): that is
+      // how the program's box ended.
+      ending.program_wait_status = run.child_wait_status;
     }
     try {
       ending.oom_killed = cgroup->oom_killed();
@@ -427,6 +441,12 @@ class SandboxImpl : public Sandbox {
 }  // namespace
 
 std::unique_ptr<Sandbox> make_sandbox(const SandboxOptions& options) {
+  // Leftovers of a server that died; best effort (a stage cgroup that could not be removed
+  // now is tried again at the next start, and never collides with our new names).
+  if (options.isolate) {
+    sandbox::remove_stale_stage_cgroups(options.cgroup_parent);
+    sandbox::start_preparing_net_namespaces();
+  }
   return std::make_unique<SandboxImpl>(options);
 }
 

@@ -38,7 +38,7 @@ class Workspace {
 
 struct BindMount {
   std::string host_path;  // absolute
-  std::string box_path;  // absolute, inside the box (often the same)
+  std::string box_path;   // absolute, inside the box (often the same)
 };
 
 // One command to run in a fresh sandbox.
@@ -73,7 +73,14 @@ class Sandbox {
   // A new, empty workspace directory `parent_dir/name`, size-limited where the host
   // allows. Throws std::system_error with context on failure.
   virtual std::unique_ptr<Workspace> make_workspace(const std::string& parent_dir,
-                                                   const std::string& name) = 0;
+                                                    const std::string& name) = 0;
+
+  // Recovery after a crash: removes every workspace directory a server that died left in
+  // `parent_dir` (detaching a workspace tmpfs first, removing without following links).
+  // Call once at startup, before any make_workspace() in `parent_dir`; entries that are not
+  // directories are left alone. Throws std::system_error naming the first workspace that
+  // could not be removed (the others are removed anyway).
+  virtual void remove_stale_workspaces(const std::string& parent_dir) = 0;
 
   // Runs `spec` to completion, or until a limit or `cancel` stops it (then every process
   // it started is killed and the output so far kept). Never throws for what the program
@@ -81,6 +88,9 @@ class Sandbox {
   virtual StageResult run(const SandboxSpec& spec, std::stop_token cancel) = 0;
 };
 
+// With isolate=true this also removes stage cgroups left below the cgroup parent by a
+// server that died (named stage-<pid>-<n> with <pid> no longer running), killing what still
+// ran in them.
 std::unique_ptr<Sandbox> make_sandbox(const SandboxOptions& options);
 
 }  // namespace cutor

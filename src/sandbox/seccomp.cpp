@@ -1,15 +1,23 @@
 #include "sandbox/seccomp.h"
 
 #include <errno.h>
+#include <linux/seccomp.h>
 #include <sched.h>
 #include <seccomp.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/personality.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
+#include <mutex>
 #include <string>
 #include <system_error>
+
+#include "sandbox/fd.h"
 
 namespace cutor::sandbox {
 namespace {
@@ -100,10 +108,8 @@ constexpr const char* kRefused[] = {
     "setdomainname",
 };
 
-}  // namespace
-
-void install_seccomp_filter() {
-  SeccompFilter filter(SCMP_ACT_ALLOW);
+// Builds the whole rule set into `filter`.
+void add_rules(SeccompFilter& filter) {
   // Only the native architecture: a 32-bit int 0x80 or an x32 syscall (a different table
   // where these rules do not apply) kills the process.
   int rc = seccomp_attr_set(filter.get(), SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
@@ -157,9 +163,51 @@ void install_seccomp_filter() {
     scmp_arg_cmp mknodat_mode = SCMP_A2(SCMP_CMP_MASKED_EQ, S_IFMT, type);
     filter.add(eperm, "mknodat", 1, &mknodat_mode);
   }
+}
 
-  rc = seccomp_load(filter.get());
-  if (rc < 0) throw std::system_error(-rc, std::generic_category(), "seccomp_load");
+std::vector<sock_filter> compile_program() {
+  SeccompFilter filter(SCMP_ACT_ALLOW);
+  add_rules(filter);
+  // libseccomp 2.5 exports only to an fd: a memfd, read back.
+  UniqueFd memfd(static_cast<int>(::syscall(SYS_memfd_create, "cutor-seccomp", MFD_CLOEXEC)));
+  if (!memfd) throw std::system_error(errno, std::generic_category(), "memfd_create for seccomp");
+  int rc = seccomp_export_bpf(filter.get(), memfd.get());
+  if (rc < 0) throw std::system_error(-rc, std::generic_category(), "seccomp_export_bpf");
+  off_t size = ::lseek(memfd.get(), 0, SEEK_END);
+  if (size <= 0 || size % sizeof(sock_filter) != 0 ||
+      size > static_cast<off_t>(BPF_MAXINSNS * sizeof(sock_filter)))
+    throw std::system_error(EINVAL, std::generic_category(),
+                            "seccomp_export_bpf: odd program size " + std::to_string(size));
+  std::vector<sock_filter> program(static_cast<size_t>(size) / sizeof(sock_filter));
+  if (::pread(memfd.get(), program.data(), static_cast<size_t>(size), 0) != size)
+    throw std::system_error(errno, std::generic_category(), "read back the seccomp program");
+  return program;
+}
+
+}  // namespace
+
+const std::vector<sock_filter>& seccomp_filter_program() {
+  static std::once_flag once;
+  static std::vector<sock_filter> program;
+  // call_once runs again after an exception, so a failure is retried by the next caller.
+  std::call_once(once, [] { program = compile_program(); });
+  return program;
+}
+
+void load_seccomp_program(const std::vector<sock_filter>& program) {
+  // Normally set already by drop_identity; the kernel requires it (we keep CAP_SYS_ADMIN
+  // out of the box) and it can only be turned on.
+  if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+    throw std::system_error(errno, std::generic_category(), "prctl PR_SET_NO_NEW_PRIVS");
+  struct sock_fprog fprog;
+  fprog.len = static_cast<unsigned short>(program.size());
+  fprog.filter = const_cast<sock_filter*>(program.data());
+  if (::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &fprog) != 0)
+    throw std::system_error(errno, std::generic_category(), "seccomp(SECCOMP_SET_MODE_FILTER)");
+}
+
+void install_seccomp_filter() {
+  load_seccomp_program(seccomp_filter_program());
 }
 
 }  // namespace cutor::sandbox

@@ -1,6 +1,10 @@
 // Internal to src/sandbox: the box program's seccomp filter (libseccomp).
 #pragma once
 
+#include <linux/filter.h>
+
+#include <vector>
+
 namespace cutor::sandbox {
 
 // Installs the filter on the calling thread: allow by default, refuse with EPERM the
@@ -10,5 +14,14 @@ namespace cutor::sandbox {
 // process for any non-native architecture (x86 32-bit int 0x80, x32). Requires
 // no_new_privs (set by drop_identity). Throws std::system_error naming the rule.
 void install_seccomp_filter();
+
+// The same filter compiled to classic BPF, once per process: libseccomp's work (a few
+// hundred microseconds) happens in the supervisor, not in every box. Thread-safe.
+// Throws std::system_error naming the rule or step.
+const std::vector<sock_filter>& seccomp_filter_program();
+
+// Loads a program from seccomp_filter_program() on the calling thread (setting
+// no_new_privs first); allocates nothing. Throws std::system_error on failure.
+void load_seccomp_program(const std::vector<sock_filter>& program);
 
 }  // namespace cutor::sandbox

@@ -8,7 +8,10 @@
 
 #include <cerrno>
 #include <filesystem>
+#include <fstream>
+#include <optional>
 #include <set>
+#include <sstream>
 #include <system_error>
 #include <utility>
 #include <vector>
@@ -175,6 +178,50 @@ void remove_leftover(int parent_fd, const std::string& name, const std::string& 
   }
 }
 
+// Mount points as /proc/self/mountinfo spells them (field 5, with \ooo escapes for space,
+// tab, newline and backslash undone).
+std::set<std::string> mount_points() {
+  std::set<std::string> points;
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream fields(line);
+    std::string id, parent, dev, root, point;
+    if (!(fields >> id >> parent >> dev >> root >> point)) continue;
+    std::string plain;
+    for (size_t i = 0; i < point.size(); ++i) {
+      if (point[i] == '\\' && i + 3 < point.size()) {
+        const std::string octal = point.substr(i + 1, 3);
+        if (octal.find_first_not_of("01234567") == std::string::npos) {
+          plain += static_cast<char>(std::stoi(octal, nullptr, 8));
+          i += 3;
+          continue;
+        }
+      }
+      plain += point[i];
+    }
+    points.insert(plain);
+  }
+  return points;
+}
+
+// Removes the stale workspace `name` (a directory) in `parent_fd`, whose path is `path`.
+void remove_stale_workspace(int parent_fd, const std::string& name, const std::string& path) {
+  // A tmpfs may have been mounted more than once on the same directory; each umount2
+  // takes the top one. Bounded: a mount that will not go is reported below.
+  for (int round = 0; round < 8 && mount_points().count(path) != 0; ++round) {
+    if (::umount2(path.c_str(), MNT_DETACH | UMOUNT_NOFOLLOW) != 0)
+      throw_errno(errno, "stale workspace " + path + ": umount2 MNT_DETACH");
+  }
+  UniqueFd dir(::openat(parent_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!dir) throw_errno(errno, "stale workspace " + path + ": openat");
+  if (!remove_directory_contents(dir.get()))
+    throw_errno(ENOTEMPTY, "stale workspace " + path + ": could not empty it (a mount inside?)");
+  dir.reset();
+  if (::unlinkat(parent_fd, name.c_str(), AT_REMOVEDIR) != 0)
+    throw_errno(errno, "stale workspace " + path + ": rmdir");
+}
+
 }  // namespace
 
 std::string check_relative_path(std::string_view path) {
@@ -339,6 +386,47 @@ std::unique_ptr<HostWorkspace> create_workspace(const std::string& parent_dir,
   cleanup.armed = false;
   return std::make_unique<HostWorkspaceImpl>(path, name, std::move(parent_fd), std::move(path_fd),
                                              dir_st.st_dev, options.tmpfs_bytes > 0, options);
+}
+
+int remove_stale_workspaces(const std::string& parent_dir) {
+  if (parent_dir.empty()) throw_errno(EINVAL, "stale workspaces: parent directory is empty");
+  std::error_code error;
+  // Canonical, as /proc/self/mountinfo shows mount points (the parent is the server's own
+  // directory, so resolving its links is safe).
+  const std::string parent = std::filesystem::canonical(parent_dir, error).string();
+  if (error == std::errc::no_such_file_or_directory) return 0;
+  if (error) throw_errno(error.value(), "stale workspaces: canonical " + parent_dir);
+
+  UniqueFd parent_fd(::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!parent_fd) throw_errno(errno, "stale workspaces: open " + parent);
+  std::vector<std::string> names;
+  {
+    UniqueFd listing_fd(::openat(parent_fd.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    DIR* listing = listing_fd ? ::fdopendir(listing_fd.get()) : nullptr;
+    if (listing == nullptr) throw_errno(errno, "stale workspaces: opendir " + parent);
+    listing_fd.release();
+    while (struct dirent* entry = ::readdir(listing)) {
+      const std::string name = entry->d_name;
+      if (name == "." || name == "..") continue;
+      struct stat st;
+      if (::fstatat(parent_fd.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+      if (S_ISDIR(st.st_mode)) names.push_back(name);
+    }
+    ::closedir(listing);
+  }
+
+  int removed = 0;
+  std::optional<std::system_error> first_error;
+  for (const std::string& name : names) {
+    try {
+      remove_stale_workspace(parent_fd.get(), name, parent + "/" + name);
+      ++removed;
+    } catch (const std::system_error& e) {
+      if (!first_error) first_error = e;
+    }
+  }
+  if (first_error) throw *first_error;
+  return removed;
 }
 
 }  // namespace cutor::sandbox

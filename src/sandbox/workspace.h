@@ -42,6 +42,16 @@ std::unique_ptr<HostWorkspace> create_workspace(const std::string& parent_dir,
                                                 const std::string& name,
                                                 const WorkspaceOptions& options);
 
+// Recovery after a crash (kill -9 of the server): removes every workspace directory left
+// in `parent_dir`. A tmpfs on one is detached first (umount2 MNT_DETACH|UMOUNT_NOFOLLOW),
+// only when /proc/self/mountinfo lists a mount exactly at that path; then the tree is
+// removed without following links and the directory itself. Entries that are not
+// directories (a symlink included) are left alone: workspaces are directories, and
+// nothing outside `parent_dir` is ever touched. A missing `parent_dir` is fine. Must not
+// run while workspaces in `parent_dir` are in use. Returns how many were removed; after
+// trying them all, throws std::system_error naming the first one that could not be.
+int remove_stale_workspaces(const std::string& parent_dir);
+
 // Removes everything inside the directory `dir_fd` without following symlinks and without
 // crossing into other filesystems (mount points are left, as are their parents). Works at
 // any depth with a bounded number of open fds. Returns false if something was left behind.

@@ -46,6 +46,11 @@ class SubmissionStore {
  public:
   virtual ~SubmissionStore() = default;
 
+  // Durability: insert, finish, cancel and requeue_unfinished are fsynced before they
+  // return (they survive a power loss); claims, statuses and stage results survive a crash
+  // of the process but a power loss may take the last of them, and then the submission
+  // runs again from the start, as SPEC §1 allows.
+  //
   // Durably stores a new QUEUED submission (id, created_at_ms and request set by the
   // caller; stages PENDING). Returns after the commit. Throws QueueFullError when
   // `max_queue` > 0 and that many submissions are unfinished, StoreError on failure.

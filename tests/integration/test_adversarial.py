@@ -1146,13 +1146,6 @@ def test_nix_build_cannot_read_host_files(server, client, canaries):
     assert "TOPSECRET" not in out and "etc canary" not in out and "SQLite" not in out, out
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="weakness: a fixed-output derivation in cutor.nix is built with the host's network "
-    "(Nix's sandbox exempts FODs), so its builder connected to a listener on the host's "
-    "127.0.0.1 (and could reach anything); SPEC section 6 says building a cutor.nix cannot "
-    "reach the network",
-)
 def test_nix_fixed_output_build_cannot_reach_host_network(client):
     listeners = HostListeners()
     try:
@@ -1191,12 +1184,6 @@ def test_submission_env_cannot_reconfigure_host_nix(server, client, canaries):
     assert "TOPSECRET" not in out and "etc canary" not in out, out
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sandbox weakness: a box with a Nix environment gets the whole /nix/store bound "
-    "read-only, not its environment's closure, so it can read every other submission's "
-    "environment, including values their cutor.nix put in it (the derivations hold them)",
-)
 def test_nix_store_does_not_show_other_submissions_environments(client):
     key = "tenant-a-key-" + secrets.token_hex(8)
     a = client.run(submission({"cutor.nix": nix_program("nix_tenant_a.nix", KEY=key),

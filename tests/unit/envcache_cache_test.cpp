@@ -6,9 +6,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <set>
+#include <system_error>
 #include <thread>
 
 #include "envcache/environment_records.h"
@@ -93,7 +96,17 @@ TEST_F(EnvCacheTest, PythonEnvironmentRunsAndSecondPrepareIsAHit) {
   const PreparedEnvironment& env = *first.environment;
   EXPECT_EQ(env.key, cache_->key_for(nix));
   EXPECT_TRUE(env.store_path.starts_with("/nix/store/")) << env.store_path;
-  EXPECT_EQ(env.read_only_paths, std::vector<std::string>{"/nix/store"});
+  // The box sees the environment's closure, each path at itself: never the whole store.
+  const EnvironmentEntry recorded = cache_->get(env.key).value();
+  std::vector<std::string> closure;
+  for (const auto& p : recorded.packages) closure.push_back(p.path);
+  std::sort(closure.begin(), closure.end());
+  EXPECT_EQ(env.read_only_paths, closure);
+  EXPECT_NE(std::find(closure.begin(), closure.end(), env.store_path), closure.end());
+  for (const auto& p : env.read_only_paths) {
+    EXPECT_TRUE(p.starts_with("/nix/store/") && p.size() > 12) << p;
+    EXPECT_FALSE(p.ends_with(".drv")) << p;
+  }
   ASSERT_FALSE(env.env.empty());
   EXPECT_TRUE(env.env.front().starts_with("PATH=")) << env.env.front();
   for (const char* dropped : {"HOME", "TMPDIR", "NIX_BUILD_TOP", "out", "builder", "TERM"})
@@ -107,6 +120,15 @@ TEST_F(EnvCacheTest, PythonEnvironmentRunsAndSecondPrepareIsAHit) {
   EXPECT_EQ(run.stdout_data, "42\n") << run.stderr_data;
   // coreutils from the stdenv follow the build inputs.
   EXPECT_NE(path.find("coreutils-9.1/bin"), std::string::npos) << path;
+  // Every store path the variables point at is in the closure the box sees.
+  for (const auto& var : env.env) {
+    for (size_t at = var.find("/nix/store/"); at != std::string::npos;
+         at = var.find("/nix/store/", at + 1)) {
+      std::string ref = var.substr(at, var.find_first_of("/:= ", at + 11) - at);
+      EXPECT_NE(std::find(closure.begin(), closure.end(), ref), closure.end())
+          << ref << " (from " << var << ") is not mounted";
+    }
+  }
 
   const int64_t calls = cache_->nix_invocations();
   auto t1 = std::chrono::steady_clock::now();
@@ -116,6 +138,7 @@ TEST_F(EnvCacheTest, PythonEnvironmentRunsAndSecondPrepareIsAHit) {
   EXPECT_EQ(cache_->nix_invocations(), calls) << "a hit must not call Nix";
   EXPECT_EQ(second.environment->env, env.env);
   EXPECT_EQ(second.environment->store_path, env.store_path);
+  EXPECT_EQ(second.environment->read_only_paths, env.read_only_paths);
   std::printf("[ measure ] cold build %.1f ms, cache hit %.3f ms\n",
               std::chrono::duration<double, std::milli>(cold).count(),
               std::chrono::duration<double, std::milli>(hit).count());
@@ -188,6 +211,8 @@ TEST_F(EnvCacheTest, HostileFilesFailWithNixsMessage) {
            "\"; system = builtins.currentSystem; builder = \"/bin/sh\"; args = [\"-c\" \"echo "
            "{} > $out\"]; }; in pkgs.mkShell { X = import d; }",
        "allow-import-from-derivation"},
+      {"two derivations", "{ pkgs ? import <nixpkgs> {} }: { a = pkgs.python3; b = pkgs.bash; }",
+       "cutor: cutor.nix must evaluate to one derivation"},
       {"failing build",
        "{ pkgs ? import <nixpkgs> {} }: pkgs.mkShell { buildInputs = [ (derivation { name = "
        "\"fail-" +
@@ -210,6 +235,8 @@ TEST_F(EnvCacheTest, HostileFilesFailWithNixsMessage) {
     ASSERT_TRUE(entry->error);
     EXPECT_NE(entry->error->find(c.message), std::string::npos) << *entry->error;
     EXPECT_FALSE(fs::exists(data_ + "/envcache/roots/" + key));
+    EXPECT_FALSE(fs::exists(data_ + "/envcache/roots/" + key + ".drv"));
+    EXPECT_FALSE(fs::exists(data_ + "/envcache/roots/" + key + ".drv-2"));
     // A failed key is not in use: it can be evicted right away.
     EXPECT_EQ(cache_->evict(key), EvictResult::kEvicted);
   }
@@ -492,6 +519,206 @@ TEST_F(EnvCacheTest, RecordsLeftBuildingByADeadProcessBecomeFailed) {
   ASSERT_TRUE(e);
   EXPECT_EQ(e->state, EnvironmentState::kFailed);
   EXPECT_TRUE(e->error);
+}
+
+// A TCP listener on the host's 127.0.0.1 that a builder must never reach.
+class LoopbackListener {
+ public:
+  LoopbackListener() {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd_ < 0) throw std::system_error(errno, std::generic_category(), "socket");
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    if (::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+        ::listen(fd_, 4) != 0 || ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0)
+      throw std::system_error(errno, std::generic_category(), "bind/listen 127.0.0.1");
+    port_ = ntohs(addr.sin_port);
+  }
+  ~LoopbackListener() { ::close(fd_); }
+  int port() const { return port_; }
+  bool reached() const {
+    int conn = ::accept(fd_, nullptr, nullptr);
+    if (conn >= 0) ::close(conn);
+    return conn >= 0;
+  }
+
+ private:
+  int fd_ = -1;
+  int port_ = 0;
+};
+
+// sha256 of "x", the content of the fixed-output derivations below.
+constexpr const char* kSha256OfX =
+    "2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881";
+
+// A fixed-output derivation named `name` whose builder connects to `port` and writes "x".
+std::string fixed_output_nix(const std::string& name, int port) {
+  return "(derivation { name = \"" + name +
+         "\"; system = builtins.currentSystem; builder = \"/bin/sh\"; outputHashMode = \"flat\"; "
+         "outputHashAlgo = \"sha256\"; outputHash = \"" +
+         kSha256OfX +
+         "\"; args = [ \"-c\" \"/usr/bin/python3 -c 'import socket; "
+         "socket.create_connection((\\\"127.0.0.1\\\", " +
+         std::to_string(port) + "), 2)'; printf x > $out\" ]; })";
+}
+
+std::string plain_nix(const std::string& name, const std::string& inputs = "") {
+  return "(derivation { name = \"" + name +
+         "\"; system = builtins.currentSystem; builder = \"/bin/sh\"; deps = [ " + inputs +
+         " ]; args = [\"-c\" \"/bin/mkdir $out\"]; })";
+}
+
+bool store_has_entry_ending(const std::string& suffix) {
+  for (const auto& de : fs::directory_iterator("/nix/store"))
+    if (de.path().filename().string().ends_with(suffix)) return true;
+  return false;
+}
+
+TEST_F(EnvCacheTest, FixedOutputDerivationsThatWouldBeBuiltHereAreRefused) {
+  LoopbackListener listener;
+  const std::string tag = unique_tag();
+  struct Case {
+    const char* name;
+    std::string nix;
+    std::string fod;  // name of the fixed-output derivation
+  };
+  const std::vector<Case> cases = {
+      {"a build input",
+       "{ pkgs ? import <nixpkgs> {} }: pkgs.mkShell { buildInputs = [ " +
+           fixed_output_nix("fod-input-" + tag, listener.port()) + " " + plain_nix("plain-" + tag) +
+           " ]; }",
+       "fod-input-" + tag},
+      {"an input of an input",
+       "{ pkgs ? import <nixpkgs> {} }: pkgs.mkShell { buildInputs = [ " +
+           plain_nix("wrapper-" + tag, fixed_output_nix("fod-deep-" + tag, listener.port())) +
+           " ]; }",
+       "fod-deep-" + tag},
+      {"the shell itself",
+       "{ pkgs ? import <nixpkgs> {} }: " + fixed_output_nix("fod-top-" + tag, listener.port()),
+       "fod-top-" + tag},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    const int64_t calls = cache_->nix_invocations();
+    EnvironmentOutcome o = cache_->prepare(c.nix, env_limits(), {});
+    EXPECT_EQ(o.stage.status, StageStatus::kNonzeroExit) << o.stage.stderr_data;
+    EXPECT_FALSE(o.environment);
+    const std::string expected = "-" + c.fod +
+                                 ".drv is a fixed-output derivation that would be built here "
+                                 "(network access); only substitutes are accepted for "
+                                 "fixed-output derivations";
+    EXPECT_NE(o.stage.stderr_data.find(expected), std::string::npos) << o.stage.stderr_data;
+    EXPECT_TRUE(o.stage.stderr_data.starts_with("cutor: /nix/store/")) << o.stage.stderr_data;
+    // instantiate, dry run, show-derivation: refused before anything was built.
+    EXPECT_EQ(cache_->nix_invocations() - calls, 3);
+    EXPECT_FALSE(store_has_entry_ending("-" + c.fod));
+    const std::string key = cache_->key_for(c.nix);
+    auto entry = cache_->get(key).value();
+    EXPECT_EQ(entry.state, EnvironmentState::kFailed);
+    EXPECT_NE(entry.error.value_or("").find("is a fixed-output derivation"), std::string::npos);
+    EXPECT_FALSE(fs::exists(data_ + "/envcache/roots/" + key));
+    EXPECT_FALSE(fs::exists(data_ + "/envcache/roots/" + key + ".drv"));
+  }
+  EXPECT_FALSE(store_has_entry_ending("-plain-" + tag)) << "built although refused";
+  EXPECT_FALSE(store_has_entry_ending("-wrapper-" + tag)) << "built although refused";
+  EXPECT_FALSE(listener.reached()) << "a fixed-output builder reached the host's loopback";
+}
+
+TEST_F(EnvCacheTest, FixedOutputDerivationWhoseOutputIsPresentIsAccepted) {
+  // The output is already in the store (as a substitute would put it): nothing to build.
+  LoopbackListener listener;
+  const std::string name = "fod-present-" + unique_tag();
+  const fs::path file = fs::path(data_) / name;
+  { std::ofstream(file) << "x"; }
+  auto added = run_tool({"/usr/bin/nix-store", "--add-fixed", "sha256", file.string()});
+  ASSERT_TRUE(added.ok()) << added.stderr_data;
+  const std::string output = added.stdout_data.substr(0, added.stdout_data.find('\n'));
+  ASSERT_TRUE(output.ends_with(name)) << output;
+  const std::string nix =
+      "{ pkgs ? import <nixpkgs> {} }: let fod = " + fixed_output_nix(name, listener.port()) +
+      "; in pkgs.mkShell { buildInputs = [ fod ]; DATA = \"${fod}\"; }";
+  EnvironmentOutcome o = cache_->prepare(nix, env_limits(), {});
+  ASSERT_EQ(o.stage.status, StageStatus::kOk) << o.stage.stderr_data;
+  EXPECT_EQ(env_value(o.environment->env, "DATA"), output);
+  const auto& mounts = o.environment->read_only_paths;
+  EXPECT_NE(std::find(mounts.begin(), mounts.end(), output), mounts.end());
+  EXPECT_TRUE(fs::is_regular_file(output));  // a file, mounted at itself as one
+  EXPECT_FALSE(listener.reached());
+  const std::string key = o.environment->key;
+  cache_->release(key);
+  EXPECT_EQ(cache_->evict(key), EvictResult::kEvicted);
+  run_tool({"/usr/bin/nix-store", "--delete", output});
+}
+
+TEST_F(EnvCacheTest, StorePathsLinkingOutOfTheClosureAreNotMounted) {
+  const std::string tag = unique_tag();
+  // Two outputs that are symlinks: one to a host file, one into the environment.
+  const std::string nix =
+      "{ pkgs ? import <nixpkgs> {} }: let\n"
+      "  target = " +
+      plain_nix("target-" + tag) +
+      ";\n"
+      "  outLink = derivation { name = \"out-link-" +
+      tag +
+      "\"; system = builtins.currentSystem; builder = \"/bin/sh\";\n"
+      "    args = [ \"-c\" \"/bin/ln -s /etc/passwd $out\" ]; };\n"
+      "  inLink = derivation { name = \"in-link-" +
+      tag +
+      "\"; system = builtins.currentSystem; builder = \"/bin/sh\"; inherit target;\n"
+      "    args = [ \"-c\" \"/bin/ln -s $target $out\" ]; };\n"
+      "in pkgs.mkShell { buildInputs = [ target ]; OUT_LINK = \"${outLink}\"; IN_LINK = "
+      "\"${inLink}\"; }";
+  EnvironmentOutcome o = cache_->prepare(nix, env_limits(), {});
+  ASSERT_EQ(o.stage.status, StageStatus::kOk) << o.stage.stderr_data;
+  const std::string out_link = env_value(o.environment->env, "OUT_LINK").value_or("");
+  const std::string in_link = env_value(o.environment->env, "IN_LINK").value_or("");
+  ASSERT_TRUE(fs::is_symlink(out_link)) << out_link;
+  ASSERT_TRUE(fs::is_symlink(in_link)) << in_link;
+  const auto entry = cache_->get(o.environment->key).value();
+  std::set<std::string> closure;
+  for (const auto& p : entry.packages) closure.insert(p.path);
+  EXPECT_TRUE(closure.count(out_link) && closure.count(in_link));
+  const auto& mounts = o.environment->read_only_paths;
+  // Mounting it would bind the host's /etc/passwd into the box.
+  EXPECT_EQ(std::find(mounts.begin(), mounts.end(), out_link), mounts.end());
+  EXPECT_NE(std::find(mounts.begin(), mounts.end(), in_link), mounts.end());
+  EXPECT_EQ(mounts.size(), closure.size() - 1);
+  cache_->release(o.environment->key);
+}
+
+// Whether a regular file under `path` (links not followed) contains `needle`.
+bool tree_contains(const fs::path& path, const std::string& needle) {
+  auto file_contains = [&](const fs::path& f) {
+    std::ifstream in(f, std::ios::binary);
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    return text.find(needle) != std::string::npos;
+  };
+  if (fs::is_symlink(path)) return false;
+  if (fs::is_regular_file(path)) return file_contains(path);
+  for (const auto& de : fs::recursive_directory_iterator(path))
+    if (!de.is_symlink() && de.is_regular_file() && file_contains(de.path())) return true;
+  return false;
+}
+
+TEST_F(EnvCacheTest, AnEnvironmentShowsNothingOfAnother) {
+  const std::string secret = "tenant-a-secret-" + unique_tag();
+  const std::string a_nix =
+      "{ pkgs ? import <nixpkgs> {} }: pkgs.mkShell { API_KEY = \"" + secret + "\"; }";
+  EnvironmentOutcome a = cache_->prepare(a_nix, env_limits(), {});
+  ASSERT_EQ(a.stage.status, StageStatus::kOk) << a.stage.stderr_data;
+  ASSERT_TRUE(tree_contains(a.environment->store_path, secret)) << "the check is not vacuous";
+  EnvironmentOutcome b = cache_->prepare(python_nix(), env_limits(), {});
+  ASSERT_EQ(b.stage.status, StageStatus::kOk) << b.stage.stderr_data;
+  const auto& mounts = b.environment->read_only_paths;
+  EXPECT_EQ(std::find(mounts.begin(), mounts.end(), a.environment->store_path), mounts.end());
+  for (const auto& p : mounts) {
+    EXPECT_FALSE(tree_contains(p, secret)) << p;
+    EXPECT_FALSE(p.ends_with(".drv")) << p;
+  }
+  cache_->release(a.environment->key);
+  cache_->release(b.environment->key);
 }
 
 }  // namespace

@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <set>
 #include <sstream>
 #include <thread>
 #include <vector>
@@ -443,6 +444,45 @@ TEST_P(SandboxIsolatedOnlyTest, RunsAsUnprivilegedUserOwningTheWorkspace) {
   const std::string uid = r.stdout_data.substr(0, r.stdout_data.find('\n'));
   EXPECT_NE(uid, "0");
   EXPECT_EQ(r.stdout_data.substr(uid.size()), "\nxmore\n");
+}
+
+// Namespaces prepared ahead of time (the network one) or not, every stage gets its own
+// fresh set. What outlives a stage's processes in its namespaces shows the difference: a
+// TCP connection in TIME_WAIT (network) and a SysV shared memory segment (ipc). Each stage
+// must see none of the previous one's, and loopback must work in each. (Namespace inode
+// numbers cannot tell: the kernel recycles them once a namespace is freed.)
+TEST_P(SandboxIsolatedOnlyTest, EveryStageGetsFreshNamespacesWithLoopback) {
+  const char* kinds[] = {"net", "pid", "mnt", "ipc", "uts", "cgroup"};
+  std::string script;
+  for (const char* kind : kinds) script += std::string("readlink /proc/self/ns/") + kind + "; ";
+  script +=
+      "ipcs -m | grep -c '^0x' || true; python3 -c \"\n"
+      "import socket\n"
+      "print(sum(open(f).read().count(chr(10)) - 1 for f in ('/proc/net/tcp', '/proc/net/tcp6')))\n"
+      "s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen()\n"
+      "c = socket.create_connection(s.getsockname()); a, _ = s.accept(); a.close(); c.close()\n"
+      "print('lo-up')\n"
+      "\"; ipcmk -M 4096 >/dev/null && ipcs -m | grep -c '^0x'";
+  std::set<std::string> host;
+  for (const char* kind : kinds)
+    host.insert(fs::read_symlink(std::string("/proc/self/ns/") + kind).string());
+  for (int stage = 0; stage < 6; ++stage) {
+    if (stage == 1) std::this_thread::sleep_for(std::chrono::milliseconds(200));  // pool fills
+    StageResult r = run(shell(script));
+    ASSERT_EQ(r.status, StageStatus::kOk) << r.stderr_data;
+    std::istringstream lines(r.stdout_data);
+    std::string line;
+    for (const char* kind : kinds) {
+      ASSERT_TRUE(std::getline(lines, line));
+      EXPECT_EQ(line.rfind(std::string(kind) + ":[", 0), 0u) << line;
+      EXPECT_EQ(host.count(line), 0u) << "stage " << stage << " shares the host's " << line;
+    }
+    std::string rest;
+    std::getline(lines, rest, '\0');
+    EXPECT_EQ(rest, "0\n0\nlo-up\n1\n")
+        << "stage " << stage << " (shm segments, tcp sockets, loopback, shm after ipcmk)\n"
+        << r.stderr_data;
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, SandboxIsolatedOnlyTest, ::testing::Values(true),
