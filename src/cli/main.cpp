@@ -137,7 +137,16 @@ int serve(const ServeOptions& o) {
                                 {"cgroups", sandbox::describe_cgroup_support()}};
   config.features["nix"] = {{"available", nix != nullptr}};
   config.features["workers"] = o.workers;
-  config.extra_metrics_text = [&executor] { return executor.metrics_text(); };
+  config.extra_metrics_text = [&executor, nix = nix.get()] {
+    std::string text = executor.metrics_text();
+    if (nix)
+      text +=
+          "# HELP cutor_nix_invocations_total Nix processes the environment cache started.\n"
+          "# TYPE cutor_nix_invocations_total counter\n"
+          "cutor_nix_invocations_total " +
+          std::to_string(nix->nix_invocations()) + "\n";
+    return text;
+  };
 
   HttpServer server(host, port, *store, config, deps.get());
   server.start();

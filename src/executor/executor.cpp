@@ -200,8 +200,9 @@ struct Executor::State {
       // A cancel between the claim and our registration above must still win: the
       // store has it FINISHED already, so never start it.
       auto current = store.get(s.id);
-      if (current && current->status != SubmissionStatus::kFinished)
-        run_stages(s, cancel.get_token(), shutdown_token);
+      if (current && current->status != SubmissionStatus::kFinished) {
+        if (auto result = run_stages(s, cancel.get_token(), shutdown_token)) finish(s, *result);
+      }
     } catch (const std::exception& e) {
       spdlog::error("submission {}: {}", s.id, e.what());
       if (!shutdown_token.stop_requested()) {
@@ -217,7 +218,11 @@ struct Executor::State {
     idle_cv.notify_all();
   }
 
-  void run_stages(const Submission& s, std::stop_token cancel, std::stop_token shutdown_token) {
+  // Runs the stages and returns the submission's result, or nothing when shutdown
+  // interrupted it. The environment is released before the caller records the result, so a
+  // FINISHED submission never still holds its environment.
+  std::optional<Result> run_stages(const Submission& s, std::stop_token cancel,
+                                   std::stop_token shutdown_token) {
     const SubmissionRequest& req = s.request;
     auto abandoned = [&] { return shutdown_token.stop_requested(); };
     auto cancelled = [&] { return cancel.stop_requested(); };
@@ -242,11 +247,10 @@ struct Executor::State {
       } else {
         outcome = environments->prepare(nix->content, req.limits_for(Stage::kEnvironment), cancel);
       }
-      if (abandoned()) return;
+      if (abandoned()) return std::nullopt;
       write_stage(s, Stage::kEnvironment, outcome.stage);
       if (!is_ok(outcome.stage) || !outcome.environment) {
-        finish(s, cancelled() ? Result::kCancelled : Result::kEnvironmentError);
-        return;
+        return cancelled() ? Result::kCancelled : Result::kEnvironmentError;
       }
       env = std::move(outcome.environment);
       release.cache = environments;
@@ -276,36 +280,34 @@ struct Executor::State {
       build.output = build.stderr_data;
     }
     build.wall_time_us = micros_since(build_start);
-    if (abandoned()) return;
+    if (abandoned()) return std::nullopt;
     write_stage(s, Stage::kBuild, build);
     if (!is_ok(build)) {
-      finish(s, Result::kBuildError);
-      return;
+      return Result::kBuildError;
     }
 
     // compile
     const PreparedEnvironment* penv = env ? &*env : nullptr;
     if (req.find_file("compile.sh")) {
-      if (cancelled()) return finish(s, Result::kCancelled);
+      if (cancelled()) return Result::kCancelled;
       set_status(s, SubmissionStatus::kCompiling);
       StageResult r = run_script(s, Stage::kCompile, {"sh", "compile.sh"}, "", *ws, penv, cancel);
-      if (abandoned()) return;
+      if (abandoned()) return std::nullopt;
       if (!is_ok(r)) {
-        finish(s, cancelled() ? Result::kCancelled : Result::kCompileError);
-        return;
+        return cancelled() ? Result::kCancelled : Result::kCompileError;
       }
     } else {
       skip(s, Stage::kCompile);
     }
 
     // run
-    if (cancelled()) return finish(s, Result::kCancelled);
+    if (cancelled()) return Result::kCancelled;
     set_status(s, SubmissionStatus::kRunning);
     std::vector<std::string> argv = {"sh", "run.sh"};
     argv.insert(argv.end(), req.args.begin(), req.args.end());
     StageResult r = run_script(s, Stage::kRun, std::move(argv), req.stdin_data, *ws, penv, cancel);
-    if (abandoned()) return;
-    finish(s, cancelled() ? Result::kCancelled : result_of_run(r));
+    if (abandoned()) return std::nullopt;
+    return cancelled() ? Result::kCancelled : result_of_run(r);
   }
 
   void worker_loop(int index) {
