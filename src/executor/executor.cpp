@@ -130,6 +130,28 @@ struct Executor::State {
     if (store.finish(s.id, r)) spdlog::info("submission {} FINISHED {}", s.id, result_name(r));
   }
 
+  // Records the result, retrying while the store refuses the write (e.g. a full disk):
+  // a submission must not stay leased and unfinished while this server lives. Gives up
+  // only at shutdown; the next start then runs the submission again.
+  void finish_with_retry(const Submission& s, Result r, std::stop_token shutdown_token) {
+    auto backoff = std::chrono::milliseconds(100);
+    for (;;) {
+      try {
+        finish(s, r);
+        return;
+      } catch (const std::exception& e) {
+        spdlog::error("submission {}: cannot record {} (retrying in {} ms): {}", s.id,
+                      result_name(r), backoff.count(), e.what());
+      }
+      std::mutex m;
+      std::unique_lock lock(m);
+      std::condition_variable_any cv;
+      if (cv.wait_for(lock, shutdown_token, backoff, [] { return false; })) return;
+      if (shutdown_token.stop_requested()) return;
+      backoff = std::min(backoff * 2, std::chrono::milliseconds(2000));
+    }
+  }
+
   void write_stage(const Submission& s, Stage stage, const StageResult& r) {
     store.set_stage(s.id, stage, r);
     if (r.status != StageStatus::kPending && r.status != StageStatus::kRunning &&
@@ -196,23 +218,19 @@ struct Executor::State {
     }
     // Shutdown also interrupts the stage (the submission is then left unfinished).
     std::stop_callback on_shutdown(shutdown_token, [&] { cancel.request_stop(); });
+    std::optional<Result> result;
     try {
       // A cancel between the claim and our registration above must still win: the
       // store has it FINISHED already, so never start it.
       auto current = store.get(s.id);
-      if (current && current->status != SubmissionStatus::kFinished) {
-        if (auto result = run_stages(s, cancel.get_token(), shutdown_token)) finish(s, *result);
-      }
+      if (current && current->status != SubmissionStatus::kFinished)
+        result = run_stages(s, cancel.get_token(), shutdown_token);
     } catch (const std::exception& e) {
+      // Typically the store refusing a write (disk full, read-only data dir).
       spdlog::error("submission {}: {}", s.id, e.what());
-      if (!shutdown_token.stop_requested()) {
-        try {
-          finish(s, Result::kInternalError);
-        } catch (const std::exception& e2) {
-          spdlog::error("submission {}: cannot record INTERNAL_ERROR: {}", s.id, e2.what());
-        }
-      }
+      if (!shutdown_token.stop_requested()) result = Result::kInternalError;
     }
+    if (result) finish_with_retry(s, *result, shutdown_token);
     std::lock_guard lock(mu);
     running.erase(s.id);
     idle_cv.notify_all();

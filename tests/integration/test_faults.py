@@ -149,12 +149,6 @@ def test_full_data_dir(small_disk):
     assert stored_results(srv.client, before) == snapshot
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src/executor: when recording a stage or the result fails (SQLITE_FULL), the "
-    "submission stays RUNNING, leased by the live server, until a restart; it is never "
-    "retried once space is back",
-)
 def test_data_dir_full_while_running(small_disk):
     """Submissions that are running or queued when the disk fills end FINISHED (with
     an error if their result cannot be written now, but never lost or stuck)."""
