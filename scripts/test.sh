@@ -1,10 +1,29 @@
 #!/usr/bin/env bash
-# Installs what is missing, builds (Debug, warnings as errors) and runs the whole test
-# suite: unit tests and the end-to-end tests through the real binary over real HTTP.
-# Needs root (the sandbox uses namespaces, mounts and cgroups; Nix runs without a daemon).
+# Installs what is missing, builds and runs the whole test suite twice: a Debug build
+# (warnings as errors), then the same suite under AddressSanitizer + UBSan (build type
+# Asan). Unit tests (GoogleTest), end-to-end tests through the real binary over real HTTP
+# (pytest), and the fuzz target's corpus replay all run through ctest.
+# Needs root: the sandbox uses namespaces, mounts and cgroups; Nix runs without a daemon.
+#   CUTOR_SKIP_ASAN=1 scripts/test.sh      # the Debug pass only (CI runs both)
+#   scripts/test.sh -R integration.test_flow   # extra arguments go to ctest
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BUILD_DIR=${CUTOR_TEST_BUILD_DIR:-build/debug}
-scripts/setup.sh Debug "$BUILD_DIR"
-cd "$BUILD_DIR"
-ctest --output-on-failure --timeout 900 -j "$(nproc)" "$@"
+root=$PWD
+
+run_suite() {  # BUILD_TYPE BUILD_DIR [ctest args...]
+  local type=$1 dir=$2
+  shift 2
+  echo "== $type build in $dir"
+  scripts/setup.sh "$type" "$dir"
+  echo "== $type tests"
+  (cd "$dir" && ctest --output-on-failure --timeout 900 -j "$(nproc)" "$@")
+}
+
+run_suite Debug "$root/build/debug" "$@"
+if [[ ${CUTOR_SKIP_ASAN:-0} != 1 ]]; then
+  # Sanitizer reports fail the run: the tests check every server's stderr for them, and
+  # halt_on_error makes a unit test that trips one exit non-zero.
+  export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:halt_on_error=1:abort_on_error=0}
+  export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+  run_suite Asan "$root/build/asan" "$@"
+fi
