@@ -1,4 +1,5 @@
-// Durable records of cached environments: one SQLite file, <data>/envcache.db, owned by the
+// Durable records of cached environments: table `environments` in the request store's SQLite
+// file <data>/cutor.db, reached through a connection of their own and owned by the
 // environment cache alone. Safe to share between threads (one connection, serialised) and
 // between processes (WAL and a busy timeout).
 #pragma once

@@ -971,7 +971,9 @@ std::unique_ptr<NixEnvironmentCache> open_nix_environment_cache(const NixCacheOp
   impl->root_dir = data / "envcache";
   for (const char* sub : {"eval", "roots", "locks", "home", "tmp"})
     fs::create_directories(impl->root_dir / sub);
-  impl->records = open_environment_records((data / "envcache.db").string());
+  // The records live in the request store's database file (a table of their own, their own
+  // connection), so one durable store holds submissions and environments alike.
+  impl->records = open_environment_records((data / "cutor.db").string());
 
   // -I entries, resolved so the key follows what the path points at.
   size_t pos = 0;

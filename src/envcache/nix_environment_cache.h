@@ -27,7 +27,8 @@
 // closure is left out (a bind mount would follow it on the host).
 //
 // Layout under `data_dir`:
-//   envcache.db                  records (environment_records.h)
+//   cutor.db                     records (environment_records.h), table `environments` in
+//                                the request store's database
 //   envcache/eval/<key>/cutor.nix  the evaluated file, alone in its directory
 //   envcache/roots/<key>         the profile link: the GC root of the environment
 //   envcache/roots/<key>.drv     the derivation's GC root while it is being built

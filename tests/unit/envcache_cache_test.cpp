@@ -197,7 +197,7 @@ TEST_F(EnvCacheTest, HostileFilesFailWithNixsMessage) {
       {"recursion", "let x = x; in x", "infinite recursion"},
       {"deep recursion", "let f = n: 1 + f (n + 1); in f 0", "stack overflow"},
       {"file outside the eval dir",
-       "{ pkgs ? import <nixpkgs> {} }: pkgs.mkShell { X = import ../../../envcache.db; }",
+       "{ pkgs ? import <nixpkgs> {} }: pkgs.mkShell { X = import ../../../cutor.db; }",
        "forbidden in restricted mode"},
       {"read host file",
        "{ pkgs ? import <nixpkgs> {} }: pkgs.mkShell { X = builtins.readFile /etc/passwd; }",
@@ -507,7 +507,7 @@ TEST_F(EnvCacheTest, BuildAheadReturnsAtOnce) {
 TEST_F(EnvCacheTest, RecordsLeftBuildingByADeadProcessBecomeFailed) {
   cache_.reset();
   {
-    auto records = open_environment_records(data_ + "/envcache.db");
+    auto records = open_environment_records(data_ + "/cutor.db");
     EnvironmentEntry e;
     e.key = "deadbeef";
     e.state = EnvironmentState::kBuilding;
