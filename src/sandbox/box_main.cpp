@@ -28,6 +28,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <string>
@@ -166,9 +167,13 @@ void install_stdio(int from, int to, int open_flags) {
     if (::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) != 0)
       throw std::system_error(errno, std::generic_category(), "close_range(3, ~0, CLOEXEC)");
     apply_rlimits(plan.limits);
-    drop_identity(plan.uid, plan.gid);
+    // Enter the workspace while still root: a previous stage may have run `chmod 000 /box`
+    // (the box user owns it). The cwd stays after the drop, and the program then fails to
+    // read its script like any program denied its own files, a verdict of its own making
+    // rather than an internal error.
     if (::chdir(std::string(kBoxWorkdir).c_str()) != 0)
       throw std::system_error(errno, std::generic_category(), "chdir " + std::string(kBoxWorkdir));
+    drop_identity(plan.uid, plan.gid);
     if (plan.seccomp_program != nullptr)
       load_seccomp_program(*plan.seccomp_program);
     else
@@ -256,9 +261,56 @@ void install_stdio(int from, int to, int open_flags) {
   ::_exit(0);
 }
 
+// Init is a fork of the server and would show the server's command line (data dir, listen
+// address, token file) in the world-readable /proc/1/cmdline of the box. The kernel reads
+// that file from the process's own memory between arg_start and arg_end, so init overwrites
+// its copy (the server's memory is untouched: fork copies on write) with a fixed name and
+// zeros, and zeroes the environment strings too (root-only through ptrace rules, but
+// nothing of the server's should stay in reach). PR_SET_MM could move the range instead,
+// but it needs CAP_SYS_RESOURCE, which hosts (this one) may withhold.
+void hide_server_command_line(int status_fd) {
+  int fd = ::open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) fail_with_errno(status_fd, "open /proc/self/stat (to hide the server's argv)");
+  char stat[4096];
+  ssize_t got;
+  do got = ::read(fd, stat, sizeof(stat) - 1);
+  while (got < 0 && errno == EINTR);
+  ::close(fd);
+  if (got <= 0) fail_with_errno(status_fd, "read /proc/self/stat (to hide the server's argv)");
+  stat[got] = '\0';
+  // After "pid (comm) ": field 3 on; arg_start..env_end are fields 48..51 (proc(5)).
+  unsigned long long field_value[52] = {};
+  const char* at = std::strrchr(stat, ')');
+  int field = 3;
+  for (at = at != nullptr ? at + 1 : stat + got; field <= 51 && *at != '\0'; ++field) {
+    char* end = nullptr;
+    field_value[field] = std::strtoull(at, &end, 10);
+    if (end == at) {  // the state letter (field 3): skip the word
+      while (*at == ' ') ++at;
+      while (*at != ' ' && *at != '\0') ++at;
+    } else {
+      at = end;
+    }
+  }
+  const unsigned long long arg_start = field_value[48], arg_end = field_value[49];
+  const unsigned long long env_start = field_value[50], env_end = field_value[51];
+  if (field <= 51 || arg_start == 0 || arg_end <= arg_start || env_end < env_start) {
+    errno = EPROTO;
+    fail_with_errno(status_fd, "parse arg_start..env_end of /proc/self/stat");
+  }
+  static constexpr char kName[] = "cutor-box-init";
+  char* args = reinterpret_cast<char*>(arg_start);
+  const size_t arg_bytes = arg_end - arg_start;
+  std::memset(args, 0, arg_bytes);
+  std::memcpy(args, kName, std::min(sizeof(kName) - 1, arg_bytes - 1));
+  std::memset(reinterpret_cast<char*>(env_start), 0, env_end - env_start);
+  ::prctl(PR_SET_NAME, kName, 0, 0, 0);  // comm, for ps; cannot fail with a valid pointer
+}
+
 // The box's init from its first instruction: single-threaded, PID 1.
 [[noreturn]] void init_main(const BoxPlan& plan) {
   reset_signals();
+  hide_server_command_line(plan.status_fd);
   // Die with the supervisor thread that forked us (and the namespace with us).
   if (::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0)
     fail_with_errno(plan.status_fd, "prctl PR_SET_PDEATHSIG");

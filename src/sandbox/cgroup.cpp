@@ -12,7 +12,9 @@
 //             pids     RLIMIT_NPROC in the box (per uid; each box has its own uid).
 //             cpuacct  cpu time = utime+stime+cutime+cstime from /proc/<pid>/stat of every
 //                      process in the stage cgroup (init's cutime holds what it reaped),
-//                      and BoxStatus.cpu_time_us when the box ends.
+//                      and BoxStatus.cpu_time_us when the box ends; sandbox.cpp adds the
+//                      taskstats exit records of the box uid (taskstats.h), which also
+//                      count children nobody reaped (cpu_time_is_exact() is false).
 //           The first usable controller tracks membership (kill_all, cpu fallback).
 //   none    no usable controller: create_stage_cgroup throws.
 // The layout of a cgroup path: <mount>/<own path>/<parent or "cutor">/<stage name>. A parent
@@ -332,6 +334,9 @@ class V1StageCgroup final : public StageCgroup {
     return total;
   }
 
+  bool cpu_time_is_exact() override { return !cpuacct_.empty(); }
+  std::vector<pid_t> processes() override { return read_pids(members_ + "/cgroup.procs"); }
+
   int64_t memory_peak_bytes() override {
     return memory_.empty() ? -1 : read_int(memory_ + "/memory.max_usage_in_bytes");
   }
@@ -430,6 +435,8 @@ class V2StageCgroup final : public StageCgroup {
     return peak >= 0 ? peak : read_int(dir_ + "/memory.current");
   }
   bool oom_killed() override { return read_keyed(dir_ + "/memory.events", "oom_kill") > 0; }
+  bool cpu_time_is_exact() override { return true; }
+  std::vector<pid_t> processes() override { return read_pids(dir_ + "/cgroup.procs"); }
   void kill_all() override {
     if (exists(dir_ + "/cgroup.kill")) {
       try {

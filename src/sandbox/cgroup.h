@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "model/limits.h"
 
@@ -20,7 +21,11 @@ class StageCgroup {
   virtual int64_t cpu_time_us() = 0;        // whole tree, since creation
   virtual int64_t memory_peak_bytes() = 0;
   virtual bool oom_killed() = 0;  // the memory limit killed something
-  virtual void kill_all() = 0;    // SIGKILL every process in it
+  // True when cpu_time_us() comes from the kernel's per-cgroup accounting (it then counts
+  // every process that ever ran in it); false for the /proc estimate of the fallback.
+  virtual bool cpu_time_is_exact() = 0;
+  virtual std::vector<pid_t> processes() = 0;  // now in it (thread group ids)
+  virtual void kill_all() = 0;                 // SIGKILL every process in it
 };
 
 // Creates a fresh stage cgroup named `name` with memory (swap 0) and pids limits.

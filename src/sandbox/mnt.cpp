@@ -84,6 +84,34 @@ void read_only_bind(const std::string& host_path, const std::string& target) {
   bind_mount(host_path, target, MS_RDONLY | MS_NOSUID | MS_NODEV);
 }
 
+// An extra read-only mount (a Nix store path...). A source that is itself a symlink is
+// recreated as the same symlink, never bound through: a store path may point at any host
+// file, and inside the box the link resolves against the box's own tree. Anything else is
+// bound through an O_PATH fd of exactly what was checked, so no rename between the check and
+// the mount can swap in a link.
+void read_only_mount_no_follow(const std::string& host_path, const std::string& target) {
+  UniqueFd source(::open(host_path.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+  if (!source) throw_errno("open " + host_path + " (O_PATH|O_NOFOLLOW)");
+  struct stat st;
+  if (::fstat(source.get(), &st) != 0) throw_errno("fstat " + host_path);
+  if (S_ISLNK(st.st_mode)) {
+    char link[4096];
+    ssize_t n = ::readlinkat(source.get(), "", link, sizeof(link) - 1);
+    if (n < 0) throw_errno("readlink " + host_path);
+    link[n] = '\0';
+    auto slash = target.rfind('/');
+    if (slash != std::string::npos && slash > 0) make_dirs(target.substr(0, slash), 0755);
+    if (::symlink(link, target.c_str()) != 0) throw_errno("symlink " + target);
+    return;
+  }
+  make_mount_point(target, st);
+  const std::string by_fd = "/proc/self/fd/" + std::to_string(source.get());
+  mount_or_throw(by_fd.c_str(), target, nullptr, MS_BIND, "",
+                 "mount --bind " + host_path + " " + target);
+  mount_or_throw(nullptr, target, nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV,
+                 "", "remount " + target + " read-only");
+}
+
 // A top-level path of the host base system (/usr, /bin -> usr/bin...): recreated as the same
 // symlink when it is one (merged-/usr Debian), else bound read-only; skipped when missing.
 void mirror_base_path(const std::string& root, const char* path) {
@@ -240,7 +268,7 @@ void build_box_filesystem(const BoxPlan& plan) {
       errno = EINVAL;
       throw_errno("read-only mount " + extra.host_path + " -> " + extra.box_path);
     }
-    read_only_bind(extra.host_path, root + extra.box_path);
+    read_only_mount_no_follow(extra.host_path, root + extra.box_path);
   }
 
   // The workspace: the only persistent writable place. No setuid, no devices.

@@ -27,6 +27,8 @@
 #include "sandbox/plain_stage.h"
 #include "sandbox/seccomp.h"
 #include "sandbox/supervisor.h"
+#include "sandbox/taskstats.h"
+#include "sandbox/uid_pool.h"
 #include "sandbox/workspace.h"
 
 namespace cutor {
@@ -44,51 +46,15 @@ using sandbox::UniqueFd;
   throw std::system_error(err, std::generic_category(), what);
 }
 
-// Unprivileged identities for boxes: one per live workspace (so every stage of a
-// submission can write what the previous one left, and concurrent submissions never share
-// a uid), or one per run for a workspace not made here. Process-wide.
-class UidPool {
- public:
-  static constexpr uid_t kFirst = 60000;
-  static constexpr uid_t kCount = 1000;
+// Unprivileged identities for boxes come from the host-wide pool (uid_pool.h): one per
+// live workspace (so every stage of a submission can write what the previous one left, and
+// concurrent submissions, of this server or any other, never share a uid), or one per run
+// for a workspace not made here.
+using sandbox::UidLease;
 
-  static UidPool& instance() {
-    static UidPool pool;
-    return pool;
-  }
-  uid_t acquire() {
-    std::lock_guard lock(mutex_);
-    for (uid_t i = 0; i < kCount; ++i) {
-      uid_t uid = kFirst + (next_ + i) % kCount;
-      if (in_use_.insert(uid).second) {
-        next_ = (uid - kFirst + 1) % kCount;
-        return uid;
-      }
-    }
-    throw_errno(EAGAIN, "all box uids 60000..60999 are in use");
-  }
-  void release(uid_t uid) {
-    std::lock_guard lock(mutex_);
-    in_use_.erase(uid);
-  }
-
- private:
-  std::mutex mutex_;
-  std::set<uid_t> in_use_;
-  uid_t next_ = 0;
-};
-
-class UidLease {
- public:
-  UidLease() : uid_(UidPool::instance().acquire()) {}
-  ~UidLease() { UidPool::instance().release(uid_); }
-  UidLease(const UidLease&) = delete;
-  UidLease& operator=(const UidLease&) = delete;
-  uid_t uid() const { return uid_; }
-
- private:
-  uid_t uid_;
-};
+std::unique_ptr<UidLease> lease_box_uid() {
+  return sandbox::UidPool::host().acquire();
+}
 
 // A workspace that holds its box uid for as long as it exists.
 class PooledWorkspace : public sandbox::HostWorkspace {
@@ -168,7 +134,7 @@ StageResult make_result(SupervisedRun& run, const Ending& ending, const SandboxL
   if (ending.program_wait_status) fill_code_and_signal(result, *ending.program_wait_status);
   const bool cpu_over = limits.cpu_time_ms > 0 && ending.cpu_time_us > limits.cpu_time_ms * 1000;
 
-  if (ending.oom_killed) {
+  if (ending.oom_killed || run.stop == StopReason::kMemory) {
     result.status = StageStatus::kMemoryLimitExceeded;
   } else if (run.stop == StopReason::kOutput) {
     result.status = StageStatus::kOutputLimitExceeded;
@@ -218,9 +184,20 @@ class PlainControl : public sandbox::StageControl {
 // rest of its pid namespace follows) and everything in the cgroup.
 class BoxControl : public sandbox::StageControl {
  public:
-  BoxControl(int init_pidfd, sandbox::StageCgroup& cgroup)
-      : init_pidfd_(init_pidfd), cgroup_(cgroup) {}
-  int64_t cpu_time_us() override { return cgroup_.cpu_time_us(); }
+  // `exited` (may be null) counts the threads of `uid` that exited, where the cgroup's cpu
+  // time is only an estimate from the live processes.
+  BoxControl(int init_pidfd, sandbox::StageCgroup& cgroup, sandbox::ExitedThreadCpu* exited,
+             uid_t uid)
+      : init_pidfd_(init_pidfd), cgroup_(cgroup), exited_(exited), uid_(uid) {}
+  int64_t cpu_time_us() override {
+    const int64_t estimate = cgroup_.cpu_time_us();
+    if (exited_ == nullptr || cgroup_.cpu_time_is_exact()) return estimate;
+    // Exited threads first: one that exits between the two reads is missed once (an
+    // undercount), never counted twice. Never below the estimate, which has init's cutime.
+    const int64_t gone = exited_->cpu_time_us(uid_);
+    return std::max(estimate, gone + sandbox::live_threads_cpu_time_us(cgroup_.processes()));
+  }
+  bool memory_limit_hit() override { return cgroup_.oom_killed(); }
   void kill_all() override {
     ::syscall(SYS_pidfd_send_signal, init_pidfd_, SIGKILL, nullptr, 0);
     try {
@@ -233,6 +210,25 @@ class BoxControl : public sandbox::StageControl {
  private:
   int init_pidfd_;
   sandbox::StageCgroup& cgroup_;
+  sandbox::ExitedThreadCpu* exited_;
+  uid_t uid_;
+};
+
+// Counts the exited threads of a box uid for one stage (see taskstats.h).
+class ExitedCpuTracking {
+ public:
+  ExitedCpuTracking(sandbox::ExitedThreadCpu* exited, uid_t uid) : exited_(exited), uid_(uid) {
+    if (exited_ != nullptr) exited_->track(uid_);
+  }
+  ~ExitedCpuTracking() {
+    if (exited_ != nullptr) exited_->untrack(uid_);
+  }
+  ExitedCpuTracking(const ExitedCpuTracking&) = delete;
+  ExitedCpuTracking& operator=(const ExitedCpuTracking&) = delete;
+
+ private:
+  sandbox::ExitedThreadCpu* exited_;
+  uid_t uid_;
 };
 
 struct Pipe {
@@ -261,7 +257,7 @@ class SandboxImpl : public Sandbox {
       // Stage 1: the program runs as the server's own uid; no owner change is needed.
       return sandbox::create_workspace(parent_dir, name, {});
     }
-    auto lease = std::make_unique<UidLease>();
+    std::unique_ptr<UidLease> lease = lease_box_uid();
     sandbox::WorkspaceOptions ws;
     ws.tmpfs_bytes = options_.workspace_bytes;
     ws.owner_uid = lease->uid();
@@ -315,7 +311,7 @@ class SandboxImpl : public Sandbox {
   }
 
   StageResult run_box(const SandboxSpec& spec, std::stop_token cancel) {
-    std::optional<UidLease> own_uid;
+    std::unique_ptr<UidLease> own_uid;
     uid_t uid;
     gid_t gid;
     auto* host_workspace = dynamic_cast<const sandbox::HostWorkspace*>(spec.workspace);
@@ -323,13 +319,16 @@ class SandboxImpl : public Sandbox {
       uid = host_workspace->owner_uid();
       gid = host_workspace->owner_gid();
     } else {
-      own_uid.emplace();
+      own_uid = lease_box_uid();
       uid = own_uid->uid();
       gid = own_uid->uid();
     }
 
     std::unique_ptr<sandbox::StageCgroup> cgroup =
         sandbox::create_stage_cgroup(options_.cgroup_parent, unique_stage_name(), spec.limits);
+    sandbox::ExitedThreadCpu* exited =
+        cgroup->cpu_time_is_exact() ? nullptr : sandbox::ExitedThreadCpu::host();
+    ExitedCpuTracking tracking(exited, uid);
 
     Pipe in = make_pipe("stdin");
     Pipe out = make_pipe("stdout");
@@ -397,7 +396,7 @@ class SandboxImpl : public Sandbox {
       return internal_error_result(start_error);
     }
 
-    BoxControl stage_control(child.pidfd.get(), *cgroup);
+    BoxControl stage_control(child.pidfd.get(), *cgroup, exited, uid);
     SupervisedRun run =
         sandbox::supervise(child, stage_control, spec.limits, spec.stdin_data, std::move(cancel));
     sandbox::refill_prepared_net_namespaces();

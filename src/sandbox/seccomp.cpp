@@ -145,15 +145,22 @@ void add_rules(SeccompFilter& filter) {
     filter.add(SCMP_ACT_ERRNO(EAFNOSUPPORT), "socket", 1, &is_family);
   }
 
-  // Personality flags that weaken the address space (no ASLR, executable data, page 0,
-  // legacy layout). Every flag lives below bit 28; the query personality(0xffffffff) has
-  // the top nibble set, so "this flag set and the top nibble clear" refuses a change and
-  // lets the query through, in one masked comparison per flag.
-  constexpr uint64_t kTopNibble = 0xf0000000u;
-  for (uint64_t flag : {ADDR_NO_RANDOMIZE, READ_IMPLIES_EXEC, MMAP_PAGE_ZERO, ADDR_COMPAT_LAYOUT,
-                        ADDR_LIMIT_32BIT, ADDR_LIMIT_3GB}) {
-    scmp_arg_cmp sets_flag = SCMP_A0(SCMP_CMP_MASKED_EQ, flag | kTopNibble, flag);
-    filter.add(eperm, "personality", 1, &sets_flag);
+  // personality(): only the query (0xffffffff) and PER_LINUX (0) pass; anything else may
+  // weaken the address space (ADDR_NO_RANDOMIZE, READ_IMPLIES_EXEC, MMAP_PAGE_ZERO...), and
+  // the kernel stores whatever bits it is given, so no mask of "bad flags" is safe.
+  // libseccomp takes one comparison per argument in a rule, so "neither 0 nor 0xffffffff"
+  // is spelled as rules that each refuse one aligned block of values (full 64-bit masked
+  // compares): everything above 32 bits, [2^k, 2^(k+1)-1] for k = 0..30 (1..0x7fffffff),
+  // and "bits 31..k+1 set, bit k clear" for k = 0..30 (0x80000000..0xfffffffe).
+  scmp_arg_cmp above_32_bits = SCMP_A0_64(SCMP_CMP_GT, 0xffffffffull);
+  filter.add(eperm, "personality", 1, &above_32_bits);
+  for (int k = 0; k <= 30; ++k) {
+    const uint64_t bits_k_and_up = ~((1ull << k) - 1);
+    scmp_arg_cmp low_block = SCMP_A0_64(SCMP_CMP_MASKED_EQ, bits_k_and_up, 1ull << k);
+    filter.add(eperm, "personality", 1, &low_block);
+    const uint64_t ones_above_k = 0xffffffffull & ~((1ull << (k + 1)) - 1);
+    scmp_arg_cmp high_block = SCMP_A0_64(SCMP_CMP_MASKED_EQ, bits_k_and_up, ones_above_k);
+    filter.add(eperm, "personality", 1, &high_block);
   }
 
   // Device nodes (the box has no CAP_MKNOD anyway; a belt to the braces).

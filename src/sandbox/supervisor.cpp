@@ -180,6 +180,13 @@ class Loop {
   }
 
   void check_cpu() {
+    bool memory_hit = false;
+    try {
+      memory_hit = control_.memory_limit_hit();
+    } catch (const std::exception&) {
+      // As for cpu: retried next tick.
+    }
+    if (memory_hit) stop(StopReason::kMemory);
     int64_t cpu = -1;
     try {
       cpu = control_.cpu_time_us();

@@ -37,12 +37,16 @@ class StageControl {
   virtual ~StageControl() = default;
   // Cpu time of the whole tree so far, or -1 when unknown. Called every ~10 ms.
   virtual int64_t cpu_time_us() = 0;
+  // True once the memory limit killed a process of the stage (the OOM killer picks one
+  // process; the rest would run on). Called with the cpu checks; the supervisor then stops
+  // the stage (kMemory).
+  virtual bool memory_limit_hit() { return false; }
   // Starts killing every process of the stage; the direct child exits soon after.
   // Called at a limit, on cancel, and once more after the direct child exited. Idempotent.
   virtual void kill_all() = 0;
 };
 
-enum class StopReason { kNone, kWallTime, kCpuTime, kOutput, kCancelled };
+enum class StopReason { kNone, kWallTime, kCpuTime, kOutput, kCancelled, kMemory };
 
 struct SupervisedRun {
   StopReason stop = StopReason::kNone;  // the first reason the supervisor killed the stage

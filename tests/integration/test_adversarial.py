@@ -414,12 +414,6 @@ def test_proc_of_box_init_and_server_environment(client, canaries):
     assert cgroups and all(re.fullmatch(r"\d+:[^:]*:/", line) for line in cgroups), cgroups
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sandbox weakness: /proc/1/cmdline in the box is the server's own command line "
-    "(box init is a fork of `cutor serve`, never exec'd), so any program learns the host "
-    "data dir path, listen address and flags such as --auth-token-file",
-)
 def test_proc_does_not_reveal_host_paths(server, client):
     sub = run_script(client, "proc_cmdline.sh")
     assert verdict(sub) == ("OK", "OK", 0, None), sub["run"]
@@ -679,12 +673,6 @@ def test_double_fork_daemon_ignoring_signals_dies_with_the_stage(client):
                what="the daemon to be gone")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sandbox weakness: on this hybrid host cpu time is summed from /proc of the live "
-    "processes (utime+stime+cutime+cstime); children auto-reaped under SIGCHLD=SIG_IGN never "
-    "reach anyone's cutime, so their cpu is never counted and the cpu limit is evaded",
-)
 def test_cpu_time_of_auto_reaped_children_is_counted(client):
     sub = run_c(client, "cpu_hidden_children.c",
                 limits={"cpu_time_ms": 500, "wall_time_ms": 30000})
@@ -771,13 +759,6 @@ def test_large_stdin_ignored_while_writing_stdout(client):
     assert sub["run"]["wall_time_ms"] < 10000, sub["run"]["wall_time_ms"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sandbox weakness: box uids come from a per-process pool that always starts at "
-    "60000, so two servers on one host (or `cutor run` beside a server) run boxes as the same "
-    "uid at once; RLIMIT_NPROC counts per uid host-wide, so a box of one server holding "
-    "processes makes the other's box fail even to exec its shell (EAGAIN, code 126)",
-)
 def test_boxes_of_two_servers_do_not_share_a_process_budget(make_server):
     """Two servers on one host (or a server and `cutor run`): a box of one holding
     processes must not eat the process limit of a box of the other."""
@@ -1245,13 +1226,6 @@ def test_plants_then_server_crash_and_recovery(make_server, canaries):
     assert after["result"] == "OK" and after["run"]["stdout"] == "fine\n", after
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="weakness: a program that runs `chmod 000 /box` in compile.sh makes the run stage "
-    "INTERNAL_ERROR ('cutor: internal error: chdir /box: Permission denied'): any user can "
-    "make the service report its own failure at will; it is the program's error (the run "
-    "stage should fail like a program that cannot start, RUNTIME_ERROR)",
-)
 def test_workspace_locked_by_the_program_is_not_an_internal_error(client):
     sub = client.run(submission({"compile.sh": program("lock_workspace.sh"), "run.sh": "echo hi"}))
     assert sub["compile"]["status"] == "OK", sub["compile"]
@@ -1294,14 +1268,6 @@ def test_host_guard_detects_what_it_looks_for(request, server, tmp_path):
             os.unlink(owned)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sandbox weakness (low severity: it weakens only the box's own program): the "
-    "seccomp rule for personality() lets any value with a top-nibble bit through so that the "
-    "0xffffffff query works, but the kernel stores such a value as given, so "
-    "personality(ADDR_NO_RANDOMIZE | 0x10000000) turns ASLR off (READ_IMPLIES_EXEC likewise); "
-    "only the exact query 0xffffffff should pass",
-)
 def test_personality_flags_cannot_be_smuggled_past_the_filter(client):
     sub = run_c(client, "personality_bypass.c")
     assert_all_refused(sub, {

@@ -10,9 +10,9 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <cstring>
 #include <string>
 #include <thread>
 #include <vector>
@@ -353,6 +353,52 @@ TEST_F(BoxTest, ExtraReadOnlyMountIsReadOnly) {
   EXPECT_EQ(r.out, "store\nrefused\n");
 }
 
+// A Nix store path can be a symlink to any host file: the box recreates the link (which
+// then resolves inside the box, here to nothing) and never binds what it points to.
+TEST_F(BoxTest, SymlinkedReadOnlySourceIsRecreatedNotFollowed) {
+  char dir[] = "/tmp/cutor-box-ro-link-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir), nullptr);
+  const std::string secret = std::string(dir) + "/host-secret";
+  std::ofstream(secret) << "host secret\n";
+  ::chmod(dir, 0755);
+  ::chmod(secret.c_str(), 0644);
+  const std::string link = std::string(dir) + "/store-path";
+  ASSERT_EQ(::symlink(secret.c_str(), link.c_str()), 0);
+  plan_.read_only.push_back({link, "/nix/store/abc-link"});
+  plan_.read_only.push_back({dir, "/nix/store/dir"});  // a directory still binds
+  BoxRun r =
+      sh("readlink /nix/store/abc-link; cat /nix/store/abc-link 2>/dev/null || echo "
+         "unreadable; test -L /nix/store/dir/store-path && echo inner-link-kept");
+  std::filesystem::remove_all(dir);
+  expect_ok(r);
+  EXPECT_EQ(r.out, secret + "\nunreadable\ninner-link-kept\n");
+}
+
+// Box init is a fork of the server: its command line must not show the server's.
+TEST_F(BoxTest, InitShowsNoServerCommandLine) {
+  BoxRun r =
+      sh("tr -d '\\0' < /proc/1/cmdline; echo; cat /proc/1/comm; "
+         "wc -c < /proc/1/environ 2>/dev/null || echo environ-hidden; "
+         "cat /proc/self/comm");
+  expect_ok(r);
+  EXPECT_EQ(r.out, "cutor-box-init\ncutor-box-init\nenviron-hidden\ncat\n") << r.err;
+}
+
+// The program took every permission away from its own workspace in an earlier stage: the
+// next stage still starts (as a program that cannot read its files), it is no setup error.
+TEST_F(BoxTest, WorkspaceLockedByTheProgramIsNoSetupError) {
+  std::ofstream(workspace_ + "/run.sh") << "echo hi\n";
+  ASSERT_EQ(::chmod(workspace_.c_str(), 0), 0);
+  BoxRun r = run({"/bin/sh", "run.sh"});
+  ASSERT_EQ(::chmod(workspace_.c_str(), 0755), 0);
+  ASSERT_TRUE(r.got_status);
+  EXPECT_EQ(r.status.setup_errno, 0) << r.status.message;
+  ASSERT_TRUE(WIFEXITED(r.status.wait_status)) << r.status.wait_status;
+  EXPECT_NE(WEXITSTATUS(r.status.wait_status), 0);
+  EXPECT_NE(r.err.find("Permission denied"), std::string::npos) << r.err;
+  EXPECT_EQ(r.out, "");
+}
+
 TEST_F(BoxTest, StdinAndArgsReachTheProgram) {
   BoxRun r = run({"/bin/sh", "-c", "read line; echo \"$line:$1\"", "sh", "arg1"}, "hello\n");
   expect_ok(r);
@@ -512,6 +558,11 @@ int main() {
   show("packet", socket(AF_PACKET, SOCK_RAW, 0));
   show("personality-query", personality(0xffffffff) >= 0 ? 0 : -1);
   show("personality-norandom", personality(ADDR_NO_RANDOMIZE));
+  show("personality-norandom-top-bit", personality(ADDR_NO_RANDOMIZE | 0x10000000));
+  show("personality-exec-top-bit", personality(READ_IMPLIES_EXEC | 0x80000000));
+  show("personality-high-half", syscall(SYS_personality, 0x100000000UL | ADDR_NO_RANDOMIZE));
+  show("personality-linux", personality(PER_LINUX));
+  show("personality-after", personality(0xffffffff));
   show("ptrace", syscall(SYS_ptrace, 0, 0, 0, 0));
   show("bpf", syscall(SYS_bpf, 0, 0, 0));
   show("io_uring_setup", syscall(SYS_io_uring_setup, 1, 0));
@@ -545,6 +596,11 @@ int main() {
             "packet -1 EAFNOSUPPORT\n"
             "personality-query 0 -\n"
             "personality-norandom -1 EPERM\n"
+            "personality-norandom-top-bit -1 EPERM\n"
+            "personality-exec-top-bit -1 EPERM\n"
+            "personality-high-half -1 EPERM\n"
+            "personality-linux 0 -\n"
+            "personality-after 0 -\n"
             "ptrace -1 EPERM\n"
             "bpf -1 EPERM\n"
             "io_uring_setup -1 EPERM\n"

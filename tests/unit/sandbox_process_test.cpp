@@ -437,6 +437,22 @@ TEST_P(SandboxIsolatedOnlyTest, MemoryLimitIsReportedAsSuch) {
   EXPECT_EQ(r.status, StageStatus::kMemoryLimitExceeded) << r.stderr_data << r.stdout_data;
 }
 
+// The OOM killer takes one process; the box goes down with it at once (the program
+// here would otherwise sleep on for 20 s), and the verdict is the memory limit.
+TEST_P(SandboxIsolatedOnlyTest, OneOomKillEndsTheWholeBox) {
+  SandboxSpec spec =
+      shell("(x=$(head -c 200000000 /dev/zero | tr '\\0' a)) & sleep 20; echo survived");
+  spec.limits.memory_bytes = 32ll << 20;
+  spec.limits.wall_time_ms = 30000;
+  spec.limits.cpu_time_ms = 30000;
+  const auto start = Clock::now();
+  StageResult r = run(spec);
+  const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  EXPECT_EQ(r.status, StageStatus::kMemoryLimitExceeded) << r.stderr_data << r.stdout_data;
+  EXPECT_EQ(r.stdout_data, "");
+  EXPECT_LT(seconds, 10) << "the box ran on after the OOM kill";
+}
+
 TEST_P(SandboxIsolatedOnlyTest, RunsAsUnprivilegedUserOwningTheWorkspace) {
   workspace_->write_file("f", "x", false);
   StageResult r = run(shell("id -u; echo more >> f; cat f"));
