@@ -454,6 +454,7 @@ asio::awaitable<Response> HttpServer::Impl::route(const Request& req) {
 
   Query q;
   for (const auto& p : url->params()) {
+    if (p.key.empty() && p.value.empty()) continue;  // "?" alone, or a trailing "&"
     if (!q.values.emplace(p.key, p.value).second && !q.error)
       q.error =
           make_api_error(400, "invalid_request", p.key, "query parameter given more than once");

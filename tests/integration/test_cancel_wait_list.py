@@ -353,3 +353,13 @@ def test_full_queue_is_refused_with_retry_after_and_nothing_stored(make_server):
         assert client.wait_finished(sid)["result"] == "OK"
     # Room again: a new one is accepted.
     assert client.post("/api/v1/submissions", submission({"run.sh": "true"})).status == 202
+
+
+def test_an_empty_query_string_is_no_parameter(client):
+    # "?" alone and a trailing "&" add no parameter; a nameless "=x" or an unknown name does.
+    for path in ("/api/v1/submissions?", "/api/v1/submissions?limit=1&"):
+        r = client.get(path)
+        assert r.status == 200, (path, r)
+        assert set(r.json()) == {"submissions", "next_cursor"}
+    for path in ("/api/v1/submissions?=x", "/api/v1/submissions?bogus"):
+        assert client.get(path).status == 400, path
