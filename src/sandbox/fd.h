@@ -1,8 +1,12 @@
 // Internal to src/sandbox: an owned file descriptor, closed when it goes out of scope.
 #pragma once
 
+#include <fcntl.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <string>
+#include <system_error>
 #include <utility>
 
 namespace cutor::sandbox {
@@ -38,5 +42,19 @@ class UniqueFd {
  private:
   int fd_ = -1;
 };
+
+// Both ends of a close-on-exec pipe.
+struct Pipe {
+  UniqueFd read;
+  UniqueFd write;
+};
+
+// A new pipe; throws std::system_error naming `what` ("pipe2 for stdin").
+inline Pipe make_pipe(const char* what) {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0)
+    throw std::system_error(errno, std::generic_category(), std::string("pipe2 for ") + what);
+  return {UniqueFd(fds[0]), UniqueFd(fds[1])};
+}
 
 }  // namespace cutor::sandbox

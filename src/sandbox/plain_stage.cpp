@@ -294,17 +294,6 @@ void kill_listed_children() {
   ::_exit(0);
 }
 
-struct Pipe {
-  UniqueFd read;
-  UniqueFd write;
-};
-
-Pipe make_pipe(const char* what) {
-  int fds[2];
-  if (::pipe2(fds, O_CLOEXEC) != 0) throw_errno(errno, std::string("pipe2 for ") + what);
-  return {UniqueFd(fds[0]), UniqueFd(fds[1])};
-}
-
 }  // namespace
 
 StageChild start_plain_stage(const PlainPlan& plan, UniqueFd& control) {

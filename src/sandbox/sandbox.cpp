@@ -36,15 +36,13 @@ namespace cutor {
 namespace {
 
 using sandbox::BoxStatus;
+using sandbox::make_pipe;
+using sandbox::Pipe;
 using sandbox::PlainReport;
 using sandbox::StageChild;
 using sandbox::StopReason;
 using sandbox::SupervisedRun;
 using sandbox::UniqueFd;
-
-[[noreturn]] void throw_errno(int err, const std::string& what) {
-  throw std::system_error(err, std::generic_category(), what);
-}
 
 // Unprivileged identities for boxes come from the host-wide pool (uid_pool.h): one per
 // live workspace (so every stage of a submission can write what the previous one left, and
@@ -230,17 +228,6 @@ class ExitedCpuTracking {
   sandbox::ExitedThreadCpu* exited_;
   uid_t uid_;
 };
-
-struct Pipe {
-  UniqueFd read;
-  UniqueFd write;
-};
-
-Pipe make_pipe(const char* what) {
-  int fds[2];
-  if (::pipe2(fds, O_CLOEXEC) != 0) throw_errno(errno, std::string("pipe2 for ") + what);
-  return {UniqueFd(fds[0]), UniqueFd(fds[1])};
-}
 
 std::string unique_stage_name() {
   static std::atomic<uint64_t> counter{0};

@@ -11,6 +11,8 @@
 #include <string>
 #include <system_error>
 
+#include "sandbox/rlimits.h"
+
 namespace cutor::sandbox {
 namespace {
 
@@ -38,7 +40,7 @@ void apply_rlimits(const SandboxLimits& limits) {
   if (limits.cpu_time_ms > 0) {
     // A per-process backstop only: the supervisor limits the whole tree. SIGXCPU at the
     // soft limit, SIGKILL one second later at the hard one.
-    auto seconds = static_cast<rlim_t>((limits.cpu_time_ms + 999) / 1000 + 1);
+    auto seconds = static_cast<rlim_t>(cpu_backstop_seconds(limits));
     lower_rlimit(RLIMIT_CPU, "RLIMIT_CPU", seconds, seconds + 1);
   }
   lower_rlimit(RLIMIT_CORE, "RLIMIT_CORE", 0, 0);

@@ -85,8 +85,18 @@ class BoxTest : public ::testing::Test {
     plan_.limits.file_size_bytes = 8 << 20;
   }
   void TearDown() override {
-    std::error_code ignored;
-    if (!workspace_.empty()) std::filesystem::remove_all(workspace_, ignored);
+    if (workspace_.empty()) return;
+    // A box whose init was killed may still be tearing down its mount namespace (which
+    // holds the workspace as a bind source) for a moment: retry briefly, then say so
+    // rather than leave the directory behind silently.
+    std::error_code ec;
+    for (int i = 0; i < 100; ++i) {
+      ec.clear();
+      std::filesystem::remove_all(workspace_, ec);
+      if (!ec) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    ADD_FAILURE() << "cannot remove " << workspace_ << ": " << ec.message();
   }
 
   BoxRun run(std::vector<std::string> argv, const std::string& stdin_data = "") {
