@@ -5,9 +5,11 @@
 #include <boost/json.hpp>
 #include <boost/json/basic_parser_impl.hpp>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
+#include <vector>
 
 #include "api/text_encoding.h"
 
@@ -128,15 +130,42 @@ class RequestParser {
       }
       request_.files.push_back({std::string(name_sv), std::move(*bytes)});
     }
-    // A name cannot be both a file and a directory ("a" and "a/b").
-    for (size_t i = 0; i < request_.files.size(); ++i) {
-      const std::string_view name = request_.files[i].name;
-      for (size_t slash = name.find('/'); slash != std::string_view::npos;
-           slash = name.find('/', slash + 1)) {
-        if (auto it = index_of.find(name.substr(0, slash)); it != index_of.end())
-          return invalid(fmt::format("files[{}].name", i),
-                         fmt::format("is inside files[{}].name, which is a file", it->second));
+    // A name cannot be both a file and a directory ("a" and "a/b"). The names form a tree of
+    // (parent node, component) pairs, so each name costs time in proportion to its length:
+    // hashing every prefix instead made a request of deep names cost seconds of cpu.
+    std::unordered_map<std::string, size_t> node_of;  // "<parent node>/<component>" -> node
+    std::vector<std::optional<size_t>> file_at_node{std::nullopt};  // node 0: the root
+    auto walk = [&](std::string_view name, bool create, auto&& on_directory) -> size_t {
+      size_t node = 0;
+      size_t start = 0;
+      while (true) {
+        const size_t slash = name.find('/', start);
+        const bool last = slash == std::string_view::npos;
+        std::string key = std::to_string(node) + "/";
+        key += name.substr(start, last ? std::string_view::npos : slash - start);
+        auto it = node_of.find(key);
+        if (it == node_of.end()) {
+          if (!create) return node;  // no file has this prefix
+          it = node_of.emplace(std::move(key), file_at_node.size()).first;
+          file_at_node.emplace_back();
+        }
+        node = it->second;
+        if (last) return node;
+        if (!on_directory(node)) return node;
+        start = slash + 1;
       }
+    };
+    for (size_t i = 0; i < request_.files.size(); ++i)
+      file_at_node[walk(request_.files[i].name, true, [](size_t) { return true; })] = i;
+    for (size_t i = 0; i < request_.files.size(); ++i) {
+      std::optional<size_t> outer;
+      walk(request_.files[i].name, false, [&](size_t node) {
+        outer = file_at_node[node];
+        return !outer.has_value();
+      });
+      if (outer)
+        return invalid(fmt::format("files[{}].name", i),
+                       fmt::format("is inside files[{}].name, which is a file", *outer));
     }
     if (request_.find_file("run.sh") == nullptr)
       return invalid("files", "run.sh is required at the root");

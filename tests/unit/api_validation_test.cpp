@@ -95,6 +95,12 @@ std::vector<BadCase> bad_cases() {
        "files[1].name"},
       {"file and directory", with_files(R"({"name":"a","content":""},{"name":"a/b","content":""})"),
        "invalid_request", "files[2].name"},
+      {"directory before file",
+       with_files(R"({"name":"a/b/c","content":""},{"name":"a/b","content":""})"),
+       "invalid_request", "files[1].name"},
+      {"file deep inside a file",
+       with_files(R"({"name":"x/y","content":""},{"name":"x/y/z/w","content":""})"),
+       "invalid_request", "files[2].name"},
       {"run.sh as directory", with_files(R"({"name":"run.sh/x","content":""})"), "invalid_request",
        "files[1].name"},
       {"content missing", with_files(R"({"name":"a"})"), "invalid_request", "files[1].content"},
@@ -285,6 +291,22 @@ TEST(ApiValidation, InputsIsTheOlderNameOfStdin) {
       parse_submission_request(with_files("", R"("stdin":"hello\n")"), LimitTable::builtin(), {});
   ASSERT_TRUE(b.has_value());
   EXPECT_EQ(b->stdin_data, "hello\n");
+}
+
+// Names that share a prefix without one being the other's directory are fine, and deep
+// names (the per-prefix check once cost seconds of cpu for these) are all kept.
+TEST(ApiValidation, SiblingsAndDeepNamesAreNotDirectoryConflicts) {
+  std::string files = R"({"name":"a","content":""},{"name":"a-b/c","content":""},)"
+                      R"({"name":"ab/c","content":""},{"name":"b/a","content":""})";
+  std::string deep;
+  for (int i = 0; i < 2000; ++i) deep += "d/";
+  deep += "leaf";
+  for (int i = 0; i < 50; ++i)
+    files += R"(,{"name":"n)" + std::to_string(i) + "/" + deep + R"(","content":""})";
+  auto parsed = parse_submission_request(with_files(files), LimitTable::builtin(), ApiLimits{});
+  ASSERT_TRUE(parsed.has_value()) << parsed.error().message;
+  ASSERT_EQ(parsed->files.size(), 55u);
+  EXPECT_EQ(parsed->files[54].name, "n49/" + deep);
 }
 
 TEST(ApiValidation, NestedNamesArgsAndEnvAreKept) {
