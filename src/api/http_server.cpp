@@ -257,7 +257,11 @@ void HttpServer::Impl::start() {
   bound_port = acceptor->local_endpoint().port();
 
   std::weak_ptr<ChangeWaiters> weak = waiters;
-  listener_handle = store.add_listener([weak](const std::string& id, SubmissionStatus) {
+  // Long-polls wait for FINISHED only (read_until_finished): waking them for every status
+  // and stage write would cost each waiter a cross-thread post and a store read per write,
+  // about ten per submission, for nothing. The deadline still answers with the current state.
+  listener_handle = store.add_listener([weak](const std::string& id, SubmissionStatus status) {
+    if (status != SubmissionStatus::kFinished) return;
     if (auto w = weak.lock()) w->notify(id);
   });
   asio::co_spawn(acceptor->get_executor(), accept_loop(), asio::detached);
@@ -561,7 +565,13 @@ asio::awaitable<Response> HttpServer::Impl::post_submission(const Request& req, 
   std::unique_ptr<ChangeWaiters::Registration> reg;
   const auto deadline = Clock::now() + std::chrono::milliseconds(config.max_wait_ms);
   if (*wait) reg = waiters->add(s.id, co_await asio::this_coro::executor);
-  store.insert(s, config.max_queue);  // QueueFullError and StoreError: see handle()
+  // QueueFullError and StoreError: see handle(). With ?wait=true the answer comes after the
+  // run, and one fsync then covers the insert and the result (sync_committed below); the
+  // io thread does not sit in an fsync of its own meanwhile.
+  if (*wait)
+    store.insert_unsynced(s, config.max_queue);
+  else
+    store.insert(s, config.max_queue);
   const std::string location = fmt::format("/api/v1/submissions/{}", s.id);
 
   if (!*wait) {
@@ -571,6 +581,8 @@ asio::awaitable<Response> HttpServer::Impl::post_submission(const Request& req, 
     co_return res;
   }
   std::optional<Submission> now = co_await read_until_finished(s.id, *reg, deadline);
+  // Whatever is answered (200 with the result, or 202 past the wait bound) is on disk first.
+  store.sync_committed();
   if (!now) co_return error_response(404, "not_found", "", "submission " + s.id + " disappeared");
   const bool finished = now->status == SubmissionStatus::kFinished;
   Response res = json_response(finished ? http::status::ok : http::status::accepted,

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
+#include <deque>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -107,6 +108,20 @@ struct Executor::State {
   std::vector<std::jthread> workers;
   int listener = -1;
 
+  // A submission's last write is a durable commit (an fsync). The workers hand it to these
+  // threads and claim their next submission meanwhile; concurrent finishes then share one
+  // fsync (the store's group commit). A submission stays in `running` until finished.
+  struct PendingFinish {
+    std::string id;
+    Result result;
+    std::vector<SubmissionStore::StageWrite> last;
+  };
+  std::mutex finish_mu;
+  std::condition_variable finish_cv;
+  std::deque<PendingFinish> to_finish;
+  bool finishers_stop = false;
+  std::vector<std::jthread> finishers;
+
   // Submissions running here, so a cancel (seen through the store) can kill them.
   mutable std::mutex mu;
   std::condition_variable idle_cv;
@@ -122,26 +137,53 @@ struct Executor::State {
     if (it != running.end()) it->second.request_stop();  // cancelled while running
   }
 
-  void set_status(const Submission& s, SubmissionStatus status) {
-    if (store.set_status(s.id, status)) spdlog::info("submission {} {}", s.id, status_name(status));
+  using StageWrite = SubmissionStore::StageWrite;
+
+  static StageResult with_status(StageStatus status) {
+    StageResult r;
+    r.status = status;
+    return r;
   }
 
-  void finish(const Submission& s, Result r) {
-    if (store.finish(s.id, r)) spdlog::info("submission {} FINISHED {}", s.id, result_name(r));
+  void observe(const std::vector<StageWrite>& writes) {
+    for (const auto& w : writes)
+      if (w.result.status != StageStatus::kPending && w.result.status != StageStatus::kRunning &&
+          w.result.status != StageStatus::kSkipped)
+        histograms.observe(w.stage, static_cast<double>(w.result.wall_time_us) / 1e6);
+  }
+
+  // Moves the submission forward: `status` (if set) and stage results, one store write.
+  // Writes that happen at the same moment go together (a stage's result, the next status
+  // and the next stage's RUNNING): each write is a transaction and a notification.
+  // Returns false once the submission is FINISHED (cancelled).
+  bool advance(const Submission& s, std::optional<SubmissionStatus> status,
+               const std::vector<StageWrite>& writes) {
+    observe(writes);
+    if (!store.advance(s.id, status, writes)) return false;
+    if (status) spdlog::debug("submission {} {}", s.id, status_name(*status));
+    return true;
+  }
+
+  // The terminal write, with the last stage results in the same durable commit.
+  void finish(const std::string& id, Result r, const std::vector<StageWrite>& last) {
+    if (store.finish_with_stages(id, r, last))
+      spdlog::info("submission {} FINISHED {}", id, result_name(r));
   }
 
   // Records the result, retrying while the store refuses the write (e.g. a full disk):
   // a submission must not stay leased and unfinished while this server lives. Gives up
   // only at shutdown; the next start then runs the submission again.
-  void finish_with_retry(const Submission& s, Result r, std::stop_token shutdown_token) {
+  void finish_with_retry(const std::string& id, Result r, const std::vector<StageWrite>& last,
+                         std::stop_token shutdown_token) {
+    observe(last);
     auto backoff = std::chrono::milliseconds(100);
     for (;;) {
       try {
-        finish(s, r);
+        finish(id, r, last);
         return;
       } catch (const std::exception& e) {
-        spdlog::error("submission {}: cannot record {} (retrying in {} ms): {}", s.id,
-                      result_name(r), backoff.count(), e.what());
+        spdlog::error("submission {}: cannot record {} (retrying in {} ms): {}", id, result_name(r),
+                      backoff.count(), e.what());
       }
       std::mutex m;
       std::unique_lock lock(m);
@@ -150,25 +192,6 @@ struct Executor::State {
       if (shutdown_token.stop_requested()) return;
       backoff = std::min(backoff * 2, std::chrono::milliseconds(2000));
     }
-  }
-
-  void write_stage(const Submission& s, Stage stage, const StageResult& r) {
-    store.set_stage(s.id, stage, r);
-    if (r.status != StageStatus::kPending && r.status != StageStatus::kRunning &&
-        r.status != StageStatus::kSkipped)
-      histograms.observe(stage, static_cast<double>(r.wall_time_us) / 1e6);
-  }
-
-  void mark_running(const Submission& s, Stage stage) {
-    StageResult r;
-    r.status = StageStatus::kRunning;
-    store.set_stage(s.id, stage, r);
-  }
-
-  void skip(const Submission& s, Stage stage) {
-    StageResult r;
-    r.status = StageStatus::kSkipped;
-    store.set_stage(s.id, stage, r);
   }
 
   std::vector<std::string> stage_env(const Submission& s, const PreparedEnvironment* env) const {
@@ -192,11 +215,10 @@ struct Executor::State {
     return out;
   }
 
-  // Runs one script stage; returns its result (already written to the store).
+  // Runs one script stage in a fresh sandbox; the caller records the result.
   StageResult run_script(const Submission& s, Stage stage, std::vector<std::string> argv,
                          std::string stdin_data, const Workspace& ws,
                          const PreparedEnvironment* env, std::stop_token cancel) {
-    mark_running(s, stage);
     SandboxSpec spec;
     spec.argv = std::move(argv);
     spec.env = stage_env(s, env);
@@ -205,12 +227,18 @@ struct Executor::State {
       for (const auto& p : env->read_only_paths) spec.read_only.push_back({p, p});
     spec.stdin_data = std::move(stdin_data);
     spec.limits = s.request.limits_for(stage);
-    StageResult r = sandbox.run(spec, cancel);
-    write_stage(s, stage, r);
-    return r;
+    return sandbox.run(spec, cancel);
   }
 
-  void execute(const Submission& s, std::stop_token shutdown_token) {
+  // How run_stages() ended: the result and the stage results to record with it.
+  struct Outcome {
+    Result result;
+    std::vector<StageWrite> last;
+  };
+
+  // Runs `s` to its outcome, registered in `running` (the caller ends that with
+  // forget()). Nothing when shutdown interrupted it: it is then left unfinished.
+  std::optional<Outcome> run(const Submission& s, std::stop_token shutdown_token) {
     std::stop_source cancel;
     {
       std::lock_guard lock(mu);
@@ -218,32 +246,71 @@ struct Executor::State {
     }
     // Shutdown also interrupts the stage (the submission is then left unfinished).
     std::stop_callback on_shutdown(shutdown_token, [&] { cancel.request_stop(); });
-    std::optional<Result> result;
     try {
-      // A cancel between the claim and our registration above must still win: the
-      // store has it FINISHED already, so never start it.
-      auto current = store.get(s.id);
-      if (current && current->status != SubmissionStatus::kFinished)
-        result = run_stages(s, cancel.get_token(), shutdown_token);
+      // A cancel between the claim and our registration above must still win: the store
+      // has it FINISHED already, so run_stages' first write is refused and nothing runs.
+      return run_stages(s, cancel.get_token(), shutdown_token);
     } catch (const std::exception& e) {
       // Typically the store refusing a write (disk full, read-only data dir).
       spdlog::error("submission {}: {}", s.id, e.what());
-      if (!shutdown_token.stop_requested()) result = Result::kInternalError;
+      if (shutdown_token.stop_requested()) return std::nullopt;
+      return Outcome{Result::kInternalError, {}};
     }
-    if (result) finish_with_retry(s, *result, shutdown_token);
+  }
+
+  void forget(const std::string& id) {
     std::lock_guard lock(mu);
-    running.erase(s.id);
+    running.erase(id);
     idle_cv.notify_all();
   }
 
-  // Runs the stages and returns the submission's result, or nothing when shutdown
-  // interrupted it. The environment is released before the caller records the result, so a
-  // FINISHED submission never still holds its environment.
-  std::optional<Result> run_stages(const Submission& s, std::stop_token cancel,
-                                   std::stop_token shutdown_token) {
+  // On the calling thread, to FINISHED (cutor run).
+  void execute(const Submission& s, std::stop_token shutdown_token) {
+    std::optional<Outcome> outcome = run(s, shutdown_token);
+    if (outcome) finish_with_retry(s.id, outcome->result, outcome->last, shutdown_token);
+    forget(s.id);
+  }
+
+  // A worker's: the finish goes to the finishers.
+  void execute_then_hand_off(const Submission& s) {
+    std::optional<Outcome> outcome = run(s, shutdown.get_token());
+    if (!outcome) {
+      forget(s.id);
+      return;
+    }
+    {
+      std::lock_guard lock(finish_mu);
+      to_finish.push_back({s.id, outcome->result, std::move(outcome->last)});
+    }
+    finish_cv.notify_one();
+  }
+
+  // Until stopped and nothing is left to finish. After shutdown, each finish is tried once.
+  void finisher_loop() {
+    std::unique_lock lock(finish_mu);
+    for (;;) {
+      finish_cv.wait(lock, [&] { return !to_finish.empty() || finishers_stop; });
+      if (to_finish.empty()) return;
+      PendingFinish next = std::move(to_finish.front());
+      to_finish.pop_front();
+      lock.unlock();
+      finish_with_retry(next.id, next.result, next.last, shutdown.get_token());
+      forget(next.id);
+      lock.lock();
+    }
+  }
+
+  // Runs the stages and returns the submission's result with the stage results still to
+  // record, or nothing when shutdown interrupted it. The environment is released before the
+  // caller records the result, so a FINISHED submission never still holds its environment.
+  // Every write but the last goes with the status or stage RUNNING that follows it.
+  std::optional<Outcome> run_stages(const Submission& s, std::stop_token cancel,
+                                    std::stop_token shutdown_token) {
     const SubmissionRequest& req = s.request;
     auto abandoned = [&] { return shutdown_token.stop_requested(); };
     auto cancelled = [&] { return cancel.stop_requested(); };
+    // A write refused because the submission is FINISHED: it was cancelled.
+    const Outcome already_finished{Result::kCancelled, {}};
 
     // environment
     std::optional<PreparedEnvironment> env;
@@ -254,9 +321,12 @@ struct Executor::State {
         if (cache) cache->release(key);
       }
     } release;
+    // What is recorded together with the build stage's RUNNING.
+    std::vector<StageWrite> before_build;
     if (const SubmissionFile* nix = req.find_file("cutor.nix")) {
-      set_status(s, SubmissionStatus::kSettingUpEnvironment);
-      mark_running(s, Stage::kEnvironment);
+      if (!advance(s, SubmissionStatus::kSettingUpEnvironment,
+                   {{Stage::kEnvironment, with_status(StageStatus::kRunning)}}))
+        return already_finished;
       EnvironmentOutcome outcome;
       if (!environments) {
         outcome.stage = internal_error(
@@ -266,20 +336,21 @@ struct Executor::State {
         outcome = environments->prepare(nix->content, req.limits_for(Stage::kEnvironment), cancel);
       }
       if (abandoned()) return std::nullopt;
-      write_stage(s, Stage::kEnvironment, outcome.stage);
       if (!is_ok(outcome.stage) || !outcome.environment) {
-        return cancelled() ? Result::kCancelled : Result::kEnvironmentError;
+        return Outcome{cancelled() ? Result::kCancelled : Result::kEnvironmentError,
+                       {{Stage::kEnvironment, std::move(outcome.stage)}}};
       }
+      before_build.push_back({Stage::kEnvironment, std::move(outcome.stage)});
       env = std::move(outcome.environment);
       release.cache = environments;
       release.key = env->key;
     } else {
-      skip(s, Stage::kEnvironment);
+      before_build.push_back({Stage::kEnvironment, with_status(StageStatus::kSkipped)});
     }
 
     // build: a fresh workspace with the files written in it
-    set_status(s, SubmissionStatus::kBuilding);
-    mark_running(s, Stage::kBuild);
+    before_build.push_back({Stage::kBuild, with_status(StageStatus::kRunning)});
+    if (!advance(s, SubmissionStatus::kBuilding, before_build)) return already_finished;
     auto build_start = Clock::now();
     std::unique_ptr<Workspace> ws;
     StageResult build;
@@ -299,33 +370,36 @@ struct Executor::State {
     }
     build.wall_time_us = micros_since(build_start);
     if (abandoned()) return std::nullopt;
-    write_stage(s, Stage::kBuild, build);
-    if (!is_ok(build)) {
-      return Result::kBuildError;
-    }
+    if (!is_ok(build)) return Outcome{Result::kBuildError, {{Stage::kBuild, std::move(build)}}};
 
     // compile
     const PreparedEnvironment* penv = env ? &*env : nullptr;
+    std::vector<StageWrite> before_run = {{Stage::kBuild, std::move(build)}};
     if (req.find_file("compile.sh")) {
-      if (cancelled()) return Result::kCancelled;
-      set_status(s, SubmissionStatus::kCompiling);
+      if (cancelled()) return Outcome{Result::kCancelled, std::move(before_run)};
+      before_run.push_back({Stage::kCompile, with_status(StageStatus::kRunning)});
+      if (!advance(s, SubmissionStatus::kCompiling, before_run)) return already_finished;
       StageResult r = run_script(s, Stage::kCompile, {"sh", "compile.sh"}, "", *ws, penv, cancel);
       if (abandoned()) return std::nullopt;
       if (!is_ok(r)) {
-        return cancelled() ? Result::kCancelled : Result::kCompileError;
+        return Outcome{cancelled() ? Result::kCancelled : Result::kCompileError,
+                       {{Stage::kCompile, std::move(r)}}};
       }
+      before_run = {{Stage::kCompile, std::move(r)}};
     } else {
-      skip(s, Stage::kCompile);
+      before_run.push_back({Stage::kCompile, with_status(StageStatus::kSkipped)});
     }
 
     // run
-    if (cancelled()) return Result::kCancelled;
-    set_status(s, SubmissionStatus::kRunning);
+    if (cancelled()) return Outcome{Result::kCancelled, std::move(before_run)};
+    before_run.push_back({Stage::kRun, with_status(StageStatus::kRunning)});
+    if (!advance(s, SubmissionStatus::kRunning, before_run)) return already_finished;
     std::vector<std::string> argv = {"sh", "run.sh"};
     argv.insert(argv.end(), req.args.begin(), req.args.end());
     StageResult r = run_script(s, Stage::kRun, std::move(argv), req.stdin_data, *ws, penv, cancel);
     if (abandoned()) return std::nullopt;
-    return cancelled() ? Result::kCancelled : result_of_run(r);
+    const Result result = cancelled() ? Result::kCancelled : result_of_run(r);
+    return Outcome{result, {{Stage::kRun, std::move(r)}}};
   }
 
   void worker_loop(int index) {
@@ -343,7 +417,7 @@ struct Executor::State {
         continue;
       }
       if (!s) continue;
-      execute(*s, shutdown.get_token());
+      execute_then_hand_off(*s);
     }
   }
 };
@@ -369,8 +443,10 @@ void Executor::start() {
   } catch (const std::exception& e) {
     spdlog::error("recovery: {}", e.what());
   }
-  for (int i = 0; i < state_->options.workers; ++i)
+  for (int i = 0; i < state_->options.workers; ++i) {
+    state_->finishers.emplace_back([this] { state_->finisher_loop(); });
     state_->workers.emplace_back([this, i] { state_->worker_loop(i); });
+  }
 }
 
 void Executor::stop() {
@@ -386,6 +462,13 @@ void Executor::stop() {
   }
   state_->shutdown.request_stop();
   state_->workers.clear();  // joins
+  // What the workers handed over is still recorded (once each, since shutdown is on).
+  {
+    std::lock_guard lock(state_->finish_mu);
+    state_->finishers_stop = true;
+  }
+  state_->finish_cv.notify_all();
+  state_->finishers.clear();  // joins once the queue is empty
 }
 
 void Executor::execute(const Submission& submission, std::stop_token shutdown) {

@@ -37,7 +37,8 @@ class Executor {
   Executor& operator=(const Executor&) = delete;
 
   // Removes workspaces a crashed server left behind, then starts `options.workers`
-  // threads that claim and run submissions until stop().
+  // threads that claim and run submissions until stop(), and as many that record the
+  // results (a worker hands its submission's last, fsynced write over and claims the next).
   void start();
   // Stops claiming; waits up to shutdown_grace_ms for running submissions, then
   // interrupts the rest without finishing them (they run again on the next start).

@@ -13,13 +13,30 @@
 // Concurrency: one writer connection behind writer_mu_; reads use a pool of read-only
 // connections (WAL lets them run beside the writer) or, for ":memory:", the writer.
 // Listeners and claim wake-ups run after the commit, outside every database mutex.
+//
+// Durability by group commit: the writer runs with synchronous = NORMAL, so a commit only
+// write()s its WAL frames. A commit that must survive a power loss (insert, finish, cancel,
+// requeue) takes a ticket under writer_mu_ and, after releasing it, waits in make_durable()
+// until an fdatasync of the WAL file that started after its commit has returned. One
+// caller at a time runs that fdatasync for every commit made so far; the callers that
+// arrive meanwhile wait for it or for the next one. So concurrent requests share fsyncs,
+// and no fsync is ever run with writer_mu_ held (other writers and the executor's progress
+// writes go on meanwhile). What a caller is told is unchanged: when insert() returns, its
+// row is on disk. Progress writes (claims, statuses, stage results) get no fsync of their
+// own; the next durable commit's fdatasync carries them along.
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
 #include <charconv>
 #include <condition_variable>
 #include <cstdio>
+#include <cstring>
+#include <exception>
 #include <limits>
 #include <mutex>
 #include <stdexcept>
@@ -147,8 +164,11 @@ int64_t parse_cursor(const std::string& cursor) {
 class SqliteSubmissionStore final : public SubmissionStore {
  public:
   explicit SqliteSubmissionStore(const SqliteStoreOptions& options);
+  ~SqliteSubmissionStore() override;
 
   int64_t insert(const Submission& s, int64_t max_queue) override;
+  void insert_unsynced(const Submission& s, int64_t max_queue) override;
+  void sync_committed() override;
   std::optional<Submission> get(const std::string& id) override;
   SubmissionPage list(std::optional<SubmissionStatus> status, int limit,
                       const std::optional<std::string>& cursor) override;
@@ -156,6 +176,10 @@ class SqliteSubmissionStore final : public SubmissionStore {
   bool set_status(const std::string& id, SubmissionStatus status) override;
   bool set_stage(const std::string& id, Stage stage, const StageResult& r) override;
   bool finish(const std::string& id, Result result) override;
+  bool advance(const std::string& id, std::optional<SubmissionStatus> status,
+               const std::vector<StageWrite>& stages) override;
+  bool finish_with_stages(const std::string& id, Result result,
+                          const std::vector<StageWrite>& stages) override;
   CancelOutcome cancel(const std::string& id) override;
   int64_t requeue_unfinished() override;
   int64_t count_all() override;
@@ -212,15 +236,43 @@ class SqliteSubmissionStore final : public SubmissionStore {
   std::string reader_path_;
   int reader_flags_ = SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX;
 
-  // Commits that must survive a power loss (insert, finish, cancel, requeue) are fsynced;
-  // progress writes (claims, statuses, stage results) only survive a crash of the process:
-  // if a power loss takes them, the submission simply runs again (SPEC §1 allows that).
-  // One fsync per durable commit instead of one per write. Called with writer_mu_ held.
-  void set_commit_durability(Connection& c, bool fsync_commit);
+  // Group commit (see the top of this file). Commits that must survive a power loss
+  // (insert, finish, cancel, requeue) call durable_ticket() with writer_mu_ held right after
+  // their commit, then make_durable() with it after releasing writer_mu_. Progress writes
+  // (claims, statuses, stage results) only survive a crash of the process: if a power loss
+  // takes them, the submission simply runs again (SPEC §1 allows that).
+  uint64_t durable_ticket();
+  // The insert's transaction and notifications; `ticket` is its durable_ticket().
+  int64_t insert_committed(const Submission& s, int64_t max_queue, uint64_t& ticket);
+  // make_durable(), then tells the listeners even when that threw (the write is committed
+  // and visible; a long-poll must not sleep on), then rethrows.
+  void durable_then_notify(uint64_t ticket, const std::string& id, SubmissionStatus status);
+  // Returns once every commit up to `ticket` is on disk. Throws StoreError (with the path
+  // and errno) when the fdatasync that was to cover it failed: the commit is then in the
+  // database but may not survive a power loss.
+  void make_durable(uint64_t ticket);
+  // fdatasync of the WAL file (opened on first use, again if SQLite replaced it; its
+  // directory is fsynced whenever a new WAL file is opened). Called by one thread at a time.
+  void sync_wal_file();
 
   std::mutex writer_mu_;
   std::unique_ptr<Connection> writer_;
-  bool writer_fsyncs_ = false;  // the writer's current PRAGMA synchronous is FULL
+
+  // Group commit state. commits_ counts durable commits (incremented under writer_mu_ in
+  // commit order); synced_ is the highest ticket an fdatasync covered; the last failed
+  // fdatasync was to cover the tickets after failed_after_ up to failed_through_.
+  const bool group_sync_;  // fsync durable commits at all (synchronous_full, a file)
+  std::atomic<uint64_t> commits_{0};
+  std::mutex sync_mu_;
+  std::condition_variable sync_cv_;
+  bool syncing_ = false;
+  uint64_t synced_ = 0;
+  uint64_t failed_after_ = 0;
+  uint64_t failed_through_ = 0;
+  std::string sync_error_;
+  int wal_fd_ = -1;  // only touched by the thread running sync_wal_file()
+  dev_t wal_dev_ = 0;
+  ino_t wal_ino_ = 0;
 
   std::mutex readers_mu_;
   std::vector<std::unique_ptr<Connection>> idle_readers_;
@@ -238,7 +290,8 @@ SqliteSubmissionStore::SqliteSubmissionStore(const SqliteStoreOptions& options)
     : options_(options),
       // Unique per open store: a lease names the process incarnation that took it.
       lease_owner_("pid" + std::to_string(getpid()) + "-" + new_uuid()),
-      memory_(is_memory_path(options.path)) {
+      memory_(is_memory_path(options.path)),
+      group_sync_(options.synchronous_full && !is_memory_path(options.path)) {
   const std::string path = memory_ ? ":memory:" : options_.path;
   reader_path_ = path;
   writer_ = std::make_unique<Connection>(
@@ -250,6 +303,10 @@ SqliteSubmissionStore::SqliteSubmissionStore(const SqliteStoreOptions& options)
     if (!reopen_immutable_if_possible()) throw;
     create_or_check_schema();
   }
+}
+
+SqliteSubmissionStore::~SqliteSubmissionStore() {
+  if (wal_fd_ >= 0) ::close(wal_fd_);
 }
 
 bool SqliteSubmissionStore::reopen_immutable_if_possible() {
@@ -283,9 +340,9 @@ void SqliteSubmissionStore::configure_writer() {
     // Keep the WAL from staying huge after a burst of large outputs.
     c.exec("PRAGMA journal_size_limit = 67108864", "set journal_size_limit");
   }
-  c.exec(options_.synchronous_full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL",
-         "set synchronous");
-  writer_fsyncs_ = options_.synchronous_full;
+  // NORMAL: a commit does not fsync; durable commits are synced by make_durable(), many
+  // at a time. Checkpoints still sync the WAL before and the database file after.
+  c.exec("PRAGMA synchronous = NORMAL", "set synchronous");
 }
 
 void SqliteSubmissionStore::create_or_check_schema() {
@@ -304,11 +361,103 @@ void SqliteSubmissionStore::create_or_check_schema() {
   tx.commit();
 }
 
-void SqliteSubmissionStore::set_commit_durability(Connection& c, bool fsync_commit) {
-  bool full = fsync_commit && options_.synchronous_full;
-  if (full == writer_fsyncs_) return;
-  c.exec(full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL", "set synchronous");
-  writer_fsyncs_ = full;
+uint64_t SqliteSubmissionStore::durable_ticket() {
+  return commits_.fetch_add(1, std::memory_order_acq_rel) + 1;
+}
+
+void SqliteSubmissionStore::make_durable(uint64_t ticket) {
+  if (!group_sync_) return;
+  std::unique_lock lock(sync_mu_);
+  for (;;) {
+    // Checked first: a later fdatasync that succeeds does not bring back what the failed
+    // one may have lost (the kernel may have dropped those dirty pages).
+    if (ticket > failed_after_ && ticket <= failed_through_) throw StoreError(sync_error_);
+    if (ticket <= synced_) return;
+    if (syncing_) {
+      // Someone's fdatasync is running; it may have started before our commit, so
+      // when it ends, look again (and lead the next one if it did not cover us).
+      sync_cv_.wait(lock);
+      continue;
+    }
+    syncing_ = true;
+    // Every commit counted here has already written its WAL frames (the count is taken
+    // under writer_mu_ after the commit), so this fdatasync covers all of them.
+    const uint64_t covers = commits_.load(std::memory_order_acquire);
+    lock.unlock();
+    std::string error;
+    try {
+      sync_wal_file();
+    } catch (const StoreError& e) {
+      error = e.what();
+    }
+    lock.lock();
+    syncing_ = false;
+    if (error.empty()) {
+      synced_ = std::max(synced_, covers);
+    } else {
+      failed_after_ = synced_;
+      failed_through_ = covers;
+      sync_error_ = std::move(error);
+    }
+    sync_cv_.notify_all();
+  }
+}
+
+void SqliteSubmissionStore::durable_then_notify(uint64_t ticket, const std::string& id,
+                                                SubmissionStatus status) {
+  std::exception_ptr not_durable;
+  try {
+    make_durable(ticket);
+  } catch (const StoreError&) {
+    not_durable = std::current_exception();
+  }
+  notify_listeners(id, status);
+  if (not_durable) std::rethrow_exception(not_durable);
+}
+
+void SqliteSubmissionStore::sync_wal_file() {
+  const std::string wal_path = options_.path + "-wal";
+  auto fail = [&](const std::string& what, int err) {
+    throw StoreError("sqlite store " + options_.path + ": " + what + " " + wal_path + ": " +
+                     std::strerror(err) + " (errno " + std::to_string(err) + ")");
+  };
+  // SQLite keeps one WAL file while the writer is open, but check it is still the same
+  // file, so a sync never goes to a replaced one.
+  struct stat st;
+  if (::stat(wal_path.c_str(), &st) != 0) fail("stat", errno);
+  if (wal_fd_ >= 0 && (st.st_dev != wal_dev_ || st.st_ino != wal_ino_)) {
+    ::close(wal_fd_);
+    wal_fd_ = -1;
+  }
+  if (wal_fd_ < 0) {
+    // fdatasync flushes the file's data whichever descriptor wrote it.
+    int fd = ::open(wal_path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) fail("open", errno);
+    struct stat opened;
+    if (::fstat(fd, &opened) != 0) {
+      int err = errno;
+      ::close(fd);
+      fail("fstat", err);
+    }
+    // A new WAL file's directory entry must reach the disk too.
+    const size_t slash = options_.path.rfind('/');
+    const std::string dir = slash == std::string::npos ? "." : options_.path.substr(0, slash + 1);
+    int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir_fd < 0 || ::fsync(dir_fd) != 0) {
+      int err = errno;
+      if (dir_fd >= 0) ::close(dir_fd);
+      ::close(fd);
+      fail("fsync the directory of", err);
+    }
+    ::close(dir_fd);
+    wal_fd_ = fd;
+    wal_dev_ = opened.st_dev;
+    wal_ino_ = opened.st_ino;
+  }
+  int rc;
+  do rc = ::fdatasync(wal_fd_);
+  while (rc != 0 && errno == EINTR);
+  if (rc != 0) fail("fdatasync", errno);
 }
 
 std::unique_ptr<Connection> SqliteSubmissionStore::open_reader() {
@@ -435,12 +584,28 @@ void SqliteSubmissionStore::delete_stages(Connection& c, int64_t seq) {
 }
 
 int64_t SqliteSubmissionStore::insert(const Submission& s, int64_t max_queue) {
+  uint64_t ticket = 0;
+  int64_t seq = insert_committed(s, max_queue, ticket);
+  make_durable(ticket);
+  return seq;
+}
+
+void SqliteSubmissionStore::insert_unsynced(const Submission& s, int64_t max_queue) {
+  uint64_t ticket = 0;
+  insert_committed(s, max_queue, ticket);
+}
+
+void SqliteSubmissionStore::sync_committed() {
+  make_durable(commits_.load(std::memory_order_acquire));
+}
+
+int64_t SqliteSubmissionStore::insert_committed(const Submission& s, int64_t max_queue,
+                                                uint64_t& ticket) {
   std::string body = encode_request(s.request);
   int64_t seq = 0;
   {
     std::lock_guard lock(writer_mu_);
     Connection& c = *writer_;
-    set_commit_durability(c, true);
     Transaction tx(c, Transaction::Kind::kWrite);
     if (max_queue > 0) {
       int64_t unfinished = count_unfinished_on(c);
@@ -462,7 +627,9 @@ int64_t SqliteSubmissionStore::insert(const Submission& s, int64_t max_queue) {
       q.bind(1, seq).bind_blob(2, body).run();
     }
     tx.commit();
+    ticket = durable_ticket();
   }
+  // A worker may claim it while the fsync runs: the caller answers only after it.
   notify_claimers();
   notify_listeners(s.id, SubmissionStatus::kQueued);
   return seq;
@@ -510,7 +677,6 @@ SubmissionPage SqliteSubmissionStore::list(std::optional<SubmissionStatus> statu
 std::optional<Submission> SqliteSubmissionStore::try_claim() {
   std::lock_guard lock(writer_mu_);
   Connection& c = *writer_;
-  set_commit_durability(c, false);
   Transaction tx(c, Transaction::Kind::kWrite);
   int64_t seq = 0;
   {
@@ -565,7 +731,6 @@ bool SqliteSubmissionStore::set_status(const std::string& id, SubmissionStatus s
   {
     std::lock_guard lock(writer_mu_);
     Connection& c = *writer_;
-    set_commit_durability(c, false);
     Query q(c.statement("set status",
                         "UPDATE submissions SET status = ?2 WHERE id = ?1 AND status != 5"));
     q.bind(1, id).bind(2, static_cast<int64_t>(status)).run();
@@ -580,7 +745,6 @@ bool SqliteSubmissionStore::set_stage(const std::string& id, Stage stage, const 
   {
     std::lock_guard lock(writer_mu_);
     Connection& c = *writer_;
-    set_commit_durability(c, false);
     Transaction tx(c, Transaction::Kind::kWrite);
     int64_t seq = 0;
     {
@@ -598,11 +762,47 @@ bool SqliteSubmissionStore::set_stage(const std::string& id, Stage stage, const 
   return true;
 }
 
-bool SqliteSubmissionStore::finish(const std::string& id, Result result) {
+bool SqliteSubmissionStore::advance(const std::string& id, std::optional<SubmissionStatus> status,
+                                    const std::vector<StageWrite>& stages) {
+  if (status == SubmissionStatus::kFinished)
+    throw std::invalid_argument("advance(FINISHED): use finish(), which records the result");
+  SubmissionStatus now;
   {
     std::lock_guard lock(writer_mu_);
     Connection& c = *writer_;
-    set_commit_durability(c, true);
+    Transaction tx(c, Transaction::Kind::kWrite);
+    int64_t seq = 0;
+    {
+      Query q(c.statement("find unfinished",
+                          "SELECT seq, status FROM submissions WHERE id = ?1 AND status != 5"));
+      q.bind(1, id);
+      if (!q.step()) return false;
+      seq = q.int64(0);
+      now = enum_from_db<SubmissionStatus>(q.int64(1), 5, "status");
+    }
+    if (status && *status != now) {
+      Query q(
+          c.statement("set status by seq", "UPDATE submissions SET status = ?2 WHERE seq = ?1"));
+      q.bind(1, seq).bind(2, static_cast<int64_t>(*status)).run();
+      now = *status;
+    }
+    for (const StageWrite& w : stages) write_stage(c, seq, w.stage, w.result);
+    tx.commit();
+  }
+  notify_listeners(id, now);
+  return true;
+}
+
+bool SqliteSubmissionStore::finish(const std::string& id, Result result) {
+  return finish_with_stages(id, result, {});
+}
+
+bool SqliteSubmissionStore::finish_with_stages(const std::string& id, Result result,
+                                               const std::vector<StageWrite>& stages) {
+  uint64_t ticket = 0;
+  {
+    std::lock_guard lock(writer_mu_);
+    Connection& c = *writer_;
     Transaction tx(c, Transaction::Kind::kWrite);
     int64_t seq = 0;
     {
@@ -615,18 +815,20 @@ bool SqliteSubmissionStore::finish(const std::string& id, Result result) {
       seq = q.int64(0);
       q.run();
     }
+    for (const StageWrite& w : stages) write_stage(c, seq, w.stage, w.result);
     skip_unfinished_stages(c, seq);
     tx.commit();
+    ticket = durable_ticket();
   }
-  notify_listeners(id, SubmissionStatus::kFinished);
+  durable_then_notify(ticket, id, SubmissionStatus::kFinished);
   return true;
 }
 
 CancelOutcome SqliteSubmissionStore::cancel(const std::string& id) {
+  uint64_t ticket = 0;
   {
     std::lock_guard lock(writer_mu_);
     Connection& c = *writer_;
-    set_commit_durability(c, true);
     Transaction tx(c, Transaction::Kind::kWrite);
     int64_t seq = 0;
     SubmissionStatus status;
@@ -658,17 +860,18 @@ CancelOutcome SqliteSubmissionStore::cancel(const std::string& id) {
     }
     skip_unfinished_stages(c, seq);
     tx.commit();
+    ticket = durable_ticket();
   }
-  notify_listeners(id, SubmissionStatus::kFinished);
+  durable_then_notify(ticket, id, SubmissionStatus::kFinished);
   return CancelOutcome::kCancelled;
 }
 
 int64_t SqliteSubmissionStore::requeue_unfinished() {
   std::vector<std::string> ids;
+  uint64_t ticket = 0;
   {
     std::lock_guard lock(writer_mu_);
     Connection& c = *writer_;
-    set_commit_durability(c, true);
     Transaction tx(c, Transaction::Kind::kWrite);
     std::vector<int64_t> seqs;
     {
@@ -687,7 +890,9 @@ int64_t SqliteSubmissionStore::requeue_unfinished() {
       q.run();
     }
     tx.commit();
+    ticket = durable_ticket();
   }
+  make_durable(ticket);
   if (!ids.empty()) notify_claimers();
   for (const auto& id : ids) notify_listeners(id, SubmissionStatus::kQueued);
   return static_cast<int64_t>(ids.size());

@@ -56,6 +56,14 @@ class SubmissionStore {
   // `max_queue` > 0 and that many submissions are unfinished, StoreError on failure.
   // Assigns and returns seq.
   virtual int64_t insert(const Submission& s, int64_t max_queue) = 0;
+  // insert() that returns once committed, before the fsync: the row is claimable and
+  // readable at once, but survives a power loss only once sync_committed() has returned.
+  // For a caller that answers later (POST ?wait=true answers when the run is over), so one
+  // fsync after the run covers both the insert and the result. The default is insert().
+  virtual void insert_unsynced(const Submission& s, int64_t max_queue);
+  // Returns once every write committed so far is durable (at once when it already is, or
+  // for a store that does not fsync). Throws StoreError when that fsync failed.
+  virtual void sync_committed();
 
   virtual std::optional<Submission> get(const std::string& id) = 0;
 
@@ -78,6 +86,22 @@ class SubmissionStore {
   // Terminal write: status FINISHED, `result`, finished_at; every stage still PENDING or
   // RUNNING becomes SKIPPED. Exactly once: returns false if it was already FINISHED.
   virtual bool finish(const std::string& id, Result result) = 0;
+
+  // Batched forms of the writes above, for the executor: one transaction (and one
+  // notification) instead of one per write. The defaults make the single calls in order;
+  // SqliteSubmissionStore commits each batch at once.
+  struct StageWrite {
+    Stage stage;
+    StageResult result;
+  };
+  // `status` (if set; never FINISHED), then each stage result in order. Ignored (returns
+  // false) once the submission is FINISHED.
+  virtual bool advance(const std::string& id, std::optional<SubmissionStatus> status,
+                       const std::vector<StageWrite>& stages);
+  // Each stage result, then finish(id, result), as one durable commit. Returns false (and
+  // writes nothing) if it was already FINISHED.
+  virtual bool finish_with_stages(const std::string& id, Result result,
+                                  const std::vector<StageWrite>& stages);
 
   // Cancels: a QUEUED one never runs, a running one is marked FINISHED/CANCELLED at
   // once (its RUNNING stage becomes SIGNALED with SIGKILL, PENDING ones SKIPPED) and
@@ -103,8 +127,10 @@ class SubmissionStore {
 };
 
 struct SqliteStoreOptions {
-  std::string path;              // database file; ":memory:" for a private in-memory store
-  bool synchronous_full = true;  // fsync every commit (survives power loss, not just a crash)
+  std::string path;  // database file; ":memory:" for a private in-memory store
+  // fsync the durable commits (insert, finish, cancel, requeue) before they return, several
+  // concurrent ones sharing one fdatasync; false: they survive a crash, not a power loss.
+  bool synchronous_full = true;
 };
 
 // Opens (creating if needed) the SQLite store. Throws StoreError with the path and
