@@ -1,8 +1,10 @@
-// The store with many rows: GET by id and a page of list must stay index lookups, not
-// scans. Rows: CUTOR_STORE_SCALE_ROWS (default 50,000; the target is 1,000,000 rows
-// with GET p99 <= 2 ms in a release build). Bounds here are loose enough for a debug
-// build on a busy machine, yet a full scan of the table breaks them.
+// The store with many rows: GET by id, a page of list and claiming stay correct, and
+// SQLite's own query plans for those lookups are index searches, never table scans.
+// Rows: CUTOR_STORE_SCALE_ROWS (default 50,000). How fast they are (the target is GET
+// p99 <= 2 ms at 1,000,000 rows) is measured by bench/run.sh, not asserted here: a timing
+// bound fails on a busy machine and proves nothing on an idle one.
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 #include <stdlib.h>
 
 #include <algorithm>
@@ -50,7 +52,7 @@ Submission make_submission(int i) {
   return s;
 }
 
-TEST_F(StoreScaleTest, GetAndListStayFastWithManyRows) {
+TEST_F(StoreScaleTest, GetListAndClaimUseIndexesWithManyRows) {
   int rows = 50'000;
   if (const char* env = getenv("CUTOR_STORE_SCALE_ROWS")) rows = std::max(1000, atoi(env));
   auto store = open_sqlite_store({.path = dir_ + "/cutor.db", .synchronous_full = false});
@@ -102,9 +104,6 @@ TEST_F(StoreScaleTest, GetAndListStayFastWithManyRows) {
   }
   std::fprintf(stderr, "p99: get %.3f ms, list(50) %.3f ms, list(FINISHED, 50) %.3f ms\n",
                p99(get_ms), p99(list_ms), p99(filtered_ms));
-  EXPECT_LT(p99(get_ms), 5.0);
-  EXPECT_LT(p99(list_ms), 50.0);
-  EXPECT_LT(p99(filtered_ms), 50.0);
 
   // Claiming the oldest claimable row skips the finished and claimed ones via the
   // partial index, so it does not slow down as claimed rows pile up.
@@ -117,7 +116,37 @@ TEST_F(StoreScaleTest, GetAndListStayFastWithManyRows) {
     ASSERT_TRUE(c);
   }
   std::fprintf(stderr, "p99: claim %.3f ms\n", p99(claim_ms));
-  EXPECT_LT(p99(claim_ms), 20.0);
+  store.reset();
+
+  // The plans of the lookups the store makes (same WHERE and ORDER BY shapes), on the
+  // filled database: every step must go through an index ("SEARCH ... USING", or "SCAN ...
+  // USING INDEX" of the partial index that holds only claimable rows); a bare "SCAN
+  // submissions" would read every row.
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open_v2((dir_ + "/cutor.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr),
+            SQLITE_OK);
+  auto plan = [&](const std::string& sql) {
+    sqlite3_stmt* st = nullptr;
+    EXPECT_EQ(sqlite3_prepare_v2(db, ("EXPLAIN QUERY PLAN " + sql).c_str(), -1, &st, nullptr),
+              SQLITE_OK)
+        << sqlite3_errmsg(db);
+    std::string text;
+    while (st != nullptr && sqlite3_step(st) == SQLITE_ROW)
+      text += std::string(reinterpret_cast<const char*>(sqlite3_column_text(st, 3))) + ";";
+    sqlite3_finalize(st);
+    return text;
+  };
+  for (const std::string sql :
+       {"SELECT seq FROM submissions WHERE id = 'x'",
+        "SELECT seq FROM submissions WHERE seq < 100 ORDER BY seq DESC LIMIT 51",
+        "SELECT seq FROM submissions WHERE status = 5 AND seq < 100 ORDER BY seq DESC LIMIT 51",
+        "SELECT seq FROM submissions INDEXED BY submissions_claimable"
+        " WHERE status = 0 AND lease_owner IS NULL ORDER BY seq LIMIT 1"}) {
+    const std::string p = plan(sql);
+    EXPECT_NE(p.find(" USING "), std::string::npos) << sql << " -> " << p;
+    EXPECT_EQ(p.find("SCAN submissions;"), std::string::npos) << sql << " -> " << p;
+  }
+  sqlite3_close(db);
 }
 
 // Durable inserts (synchronous=FULL, an fsync per commit) from several threads.
