@@ -7,6 +7,7 @@
 //   fork      fork + execve + waitpid, nothing else (the floor)
 //   bwrap     bwrap --unshare-all with the base system read-only, /proc, /dev, a tmpfs /tmp
 //   sandbox   cutor's sandbox, isolated (namespaces, cgroups, seccomp), one workspace reused
+//   sandbox-ondemand  the same with prepared_boxes = 0: every box built when its run starts
 //   plain     cutor's sandbox with isolate=false (a plain limited child process)
 //
 // Every iteration must exit 0 (checked); failures are counted and the first one printed.
@@ -78,7 +79,7 @@ double percentile(const std::vector<double>& sorted, double p) {
 
 int main(int argc, char** argv) {
   if (argc < 3) {
-    std::cerr << "usage: sandbox_bench fork|bwrap|sandbox|plain N [-- ARGV...]\n";
+    std::cerr << "usage: sandbox_bench fork|bwrap|sandbox|sandbox-ondemand|plain N [-- ARGV...]\n";
     return 2;
   }
   const std::string mode = argv[1];
@@ -96,9 +97,10 @@ int main(int argc, char** argv) {
   std::unique_ptr<cutor::Workspace> workspace;
   std::filesystem::path scratch;
   cutor::SandboxSpec spec;
-  if (mode == "sandbox" || mode == "plain") {
+  if (mode == "sandbox" || mode == "sandbox-ondemand" || mode == "plain") {
     cutor::SandboxOptions options;
-    options.isolate = mode == "sandbox";
+    options.isolate = mode != "plain";
+    if (mode == "sandbox-ondemand") options.prepared_boxes = 0;
     sandbox = cutor::make_sandbox(options);
     char tmpl[] = "/tmp/cutor-sandbox-bench-XXXXXX";
     if (!::mkdtemp(tmpl)) {

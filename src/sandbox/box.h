@@ -1,5 +1,13 @@
-// Internal to src/sandbox: the contract between the supervisor (host side, sandbox.cpp)
-// and the box (box_main.cpp, which uses mnt/net/user/seccomp .cpp).
+// Internal to src/sandbox: the contract between the supervisor (host side, sandbox.cpp and
+// box_pool.cpp) and the box (box_main.cpp, which uses mnt/net/user/seccomp .cpp).
+//
+// A box is started one of two ways:
+//   on demand  start_box() with the whole plan; init builds the box and runs the program.
+//   prepared   start_box() with a plan that has a command_fd and no program; init builds
+//              everything but /box and waits. send_box_command() later hands it the
+//              program, its identity, its stdio and the workspace as a detached mount.
+// Either way init ends the same: once the program has exited it kills and reaps every
+// process of its pid namespace, and only then writes the one BoxStatus.
 #pragma once
 
 #include <linux/filter.h>
@@ -10,6 +18,7 @@
 #include <vector>
 
 #include "model/limits.h"
+#include "sandbox/fd.h"
 #include "sandbox/sandbox.h"
 
 namespace cutor::sandbox {
@@ -17,9 +26,12 @@ namespace cutor::sandbox {
 // Everything the child needs to build the box, prepared by the supervisor before fork
 // so the child allocates as little as possible.
 struct BoxPlan {
-  std::vector<std::string> argv;     // argv[0] looked up in the PATH of env when it has no '/'
-  std::vector<std::string> env;      // "KEY=value", the whole environment
-  std::string workspace_host_path;   // mounted read-write at kBoxWorkdir
+  std::vector<std::string> argv;  // argv[0] looked up in the PATH of env when it has no '/'
+  std::vector<std::string> env;   // "KEY=value", the whole environment
+  // The workspace, attached read-write (nosuid, nodev) at kBoxWorkdir: a detached mount
+  // from detach_workspace_mount(), or else (tests) the host path, cloned by init itself.
+  int workspace_mount_fd = -1;
+  std::string workspace_host_path;
   std::vector<BindMount> read_only;  // extra read-only mounts (e.g. /nix/store)
   int64_t tmp_bytes = 0;             // size of the box's /tmp tmpfs
   uid_t uid = 65534;  // unprivileged identity inside the box (distinct per concurrent stage)
@@ -30,6 +42,17 @@ struct BoxPlan {
   int stderr_fd = -1;
   int sync_fd = -1;    // init reads one byte before building the box (cgroup placement first)
   int status_fd = -1;  // box init writes the program's wait status here (see start_box)
+  // >= 0: a prepared box. Init builds the filesystem without /box, then waits for one
+  // send_box_command() here (argv, env, uid, gid, limits, stdio and workspace come from
+  // it; EOF: discarded, init exits quietly). The stdio fields above are unused.
+  int command_fd = -1;
+  // Scheduling: a prepared box (`background`) is built at kBackgroundNice, off the critical
+  // path (it must not take a cpu from running stages); the stage that takes it gives it the
+  // server's nice value at once (setpriority on init's pid: a box still building must not
+  // keep its stage waiting at nice 19). On demand, init keeps the nice it was born with.
+  // Init goes back to kBackgroundNice once it has reported (its exit and the namespaces'
+  // teardown are nobody's critical path).
+  bool background = false;
   // A fresh network namespace prepared ahead (take_prepared_net_namespace) for init to
   // enter, closed by init; -1: init unshares a new one itself.
   int net_ns_fd = -1;
@@ -38,17 +61,50 @@ struct BoxPlan {
   const std::vector<sock_filter>* seccomp_program = nullptr;
 };
 
+// A detached clone of the workspace directory `workspace_dirfd` (open_tree(OPEN_TREE_CLONE),
+// made nosuid and nodev with mount_setattr), for BoxPlan::workspace_mount_fd or
+// send_box_command. Throws std::system_error naming the syscall.
+UniqueFd detach_workspace_mount(int workspace_dirfd);
+
+// Hands a prepared box (see command_fd) its run: plan.argv, env, uid, gid, limits and the
+// stdio fds, plus `workspace_mount` (from detach_workspace_mount), over `command_socket` (a
+// SOCK_STREAM socketpair end; the fds travel as SCM_RIGHTS). Throws std::system_error when
+// the box is gone (EPIPE) or the send fails; then nothing of the run has started.
+void send_box_command(int command_socket, const BoxPlan& plan, int workspace_mount);
+
+// The nice value of box work no stage waits for (building prepared boxes, tearing down).
+inline constexpr int kBackgroundNice = 19;
+
+// Box init from its first instruction, in the child of a fork into a fresh pid namespace
+// (start_box, or the spawner's clone). Never returns.
+[[noreturn]] void box_init_main(const BoxPlan& plan);
+
+// Overwrites the calling process's command line and environment strings in its own memory
+// (what /proc/<pid>/cmdline and environ show) with `name` and zeros, and sets its comm to
+// `name`: a fork of the server must not show the server's arguments. Throws
+// std::system_error.
+void hide_server_command_line(const char* name);
+
+// Box init's side of send_box_command: fills plan's argv, env, uid, gid, limits and stdio
+// fds (now owned by the caller, close-on-exec) and `workspace_mount`. False when the socket
+// was closed before a command (the box was discarded). Throws std::system_error (EPROTO
+// for a malformed message).
+bool receive_box_command(int command_socket, BoxPlan& plan, UniqueFd& workspace_mount);
+
 // Starts a box and returns the pid of its init, PID 1 of a fresh pid namespace, forked
 // straight from the calling thread (the thread alone enters the new pid namespace for the
 // fork and gets the process's own back before returning; other threads are unaffected).
 // Init waits for one byte on sync_fd (the caller puts it into the stage cgroup first),
-// enters fresh mount, net, ipc, uts and cgroup namespaces, builds the filesystem, starts
-// the program with its identity dropped and seccomp applied, reaps everything, writes one
-// BoxStatus to status_fd and exits, taking every leftover process of the namespace with
-// it. On a setup failure the BoxStatus has `setup_errno` and a message naming the step,
-// syscall and errno. Init has PR_SET_PDEATHSIG(SIGKILL): it dies with the calling thread.
-// Killed (a limit, the memory cgroup), it reports nothing: its wait status says how it
-// ended. Throws std::system_error when the box cannot be started.
+// enters fresh mount, net, ipc, uts and cgroup namespaces, builds the filesystem, (for a
+// prepared box: waits for its command,) starts the program with its identity dropped and
+// seccomp applied, waits for it, kills and reaps every other process of the namespace,
+// writes one BoxStatus to status_fd and exits. So once the status is in, no process of
+// the user's is left anywhere: the caller may end the stage then and leave reaping init
+// (and the kernel's namespace teardown) to later. On a setup failure the BoxStatus has
+// `setup_errno` and a message naming the step, syscall and errno. Init has
+// PR_SET_PDEATHSIG(SIGKILL): it dies with the calling thread. Killed (a limit, the memory cgroup),
+// it reports nothing: its wait status says how it ended. Throws std::system_error when the box
+// cannot be started.
 pid_t start_box(const BoxPlan& plan);
 
 // What box init reports on status_fd (one write, fixed size).
@@ -58,7 +114,7 @@ struct BoxStatus {
   char message[240] = {};
   // Resources of every process box init reaped (RUSAGE_CHILDREN of init): a fallback for
   // hosts where the cpuacct/memory cgroup is not usable. Processes still running when the
-  // program exits are killed with the namespace and not counted.
+  // program exits are killed and reaped first, so they count too.
   int64_t cpu_time_us = 0;    // user + system
   int64_t max_rss_bytes = 0;  // largest single process
 };

@@ -1,25 +1,32 @@
 // The box: two processes, each with one job.
 //
-//   init    (PID 1 of a fresh pid namespace, forked straight from the supervisor's thread)
-//     waits for the supervisor's go byte (it is in the stage cgroup by then), enters fresh
-//     mount, net, ipc, uts and cgroup namespaces, names the host, builds the filesystem (it
-//     must mount /proc from inside the pid namespace), brings up lo, forks the program,
-//     reaps every process of the namespace until the program exits, then writes exactly
-//     one BoxStatus and exits (the kernel kills what is left in the namespace). It has no
-//     signal handlers, so nothing inside the namespace can signal it, not even with
-//     kill(-1, SIGKILL). Killing it (the supervisor at a limit, the OOM killer) kills the
-//     box; PR_SET_PDEATHSIG(SIGKILL) does the same when the supervisor thread goes.
+//   init    (PID 1 of a fresh pid namespace, forked by the box spawner (spawner.h) with
+//     CLONE_PARENT, so the server is its parent; or straight from the calling thread by
+//     start_box) waits for the supervisor's go byte (it is in its stage cgroup by then),
+//     enters fresh mount, net, ipc, uts and cgroup namespaces, names the host, builds the
+//     filesystem but /box (it must mount /proc from inside the pid namespace), brings up
+//     lo. A prepared box (BoxPlan::command_fd, made ahead by box_pool) then waits for its
+//     command: argv, env, identity, limits, stdio and the workspace as a detached mount.
+//     Init attaches the workspace at /box, writes /etc/passwd and /etc/group for the uid,
+//     makes the root read-only and forks the program. Once the program has exited it kills
+//     every other process of the namespace (kill(-1)) and reaps until none is left, and
+//     only then writes exactly one BoxStatus: from that moment nothing of the user's runs,
+//     so the supervisor ends the stage there and leaves init's exit, the namespaces'
+//     teardown and the cgroup's removal to the reaper. It has no signal handlers, so
+//     nothing inside the namespace can signal it, not even with kill(-1, SIGKILL). Killing
+//     it (the supervisor at a limit, the OOM killer) kills the box;
+//     PR_SET_PDEATHSIG(SIGKILL) does the same when the server thread it belongs to goes.
 //   program
 //     new session, stdio, rlimits, unprivileged identity, no capabilities,
 //     no_new_privs, /box, seccomp last, execve. A setup failure before execve travels to
 //     init on a close-on-exec pipe (EOF there means execve succeeded).
 //
-// No third "leader" process: the supervisor thread enters the new pid namespace itself for
-// one fork (unshare(CLONE_NEWPID) is per thread) and returns to its own with setns. Every
-// process handoff costs a wakeup, and on a busy host each wakeup may wait for a cpu.
+// No third "leader" process: every process handoff costs a wakeup, and on a busy host each
+// wakeup may wait for a cpu.
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -79,6 +86,13 @@ PreparedExec prepare_exec(const BoxPlan& plan) {
     start = colon + 1;
   }
   return exec;
+}
+
+// Sets this process's nice value (init is root: lowering it is allowed). Throws.
+void set_nice(int nice) {
+  if (::setpriority(PRIO_PROCESS, 0, nice) != 0)
+    throw std::system_error(errno, std::generic_category(),
+                            "setpriority(nice " + std::to_string(nice) + ")");
 }
 
 // One write of a fixed-size struct below PIPE_BUF: atomic on a pipe.
@@ -201,25 +215,107 @@ void install_stdio(int from, int to, int open_flags) {
   ::_exit(exec_errno == ENOENT ? 127 : 126);
 }
 
-[[noreturn]] void run_init(const BoxPlan& plan, const PreparedExec& exec) {
+// The program is started like posix_spawn does it: clone(CLONE_VM | CLONE_VFORK) on a
+// stack of its own. Init is suspended until the program's execve (or _exit), and no page
+// table is copied; everything the program does before execve is to its own task (ids,
+// capabilities, seccomp, rlimits, fds: CLONE_FILES is not shared), and what it allocates
+// stays in init's heap unused. Init allocates nothing after the program has started, so a
+// program killed mid-allocation cannot leave init a locked heap.
+class ProgramStack {
+ public:
+  ProgramStack() = default;
+  ~ProgramStack() {
+    if (base_ != nullptr) ::munmap(base_, kSize);
+  }
+  // Maps the stack; throws std::system_error.
+  void allocate() {
+    void* mapped = ::mmap(nullptr, kSize, PROT_READ | PROT_WRITE,
+                          MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (mapped == MAP_FAILED)
+      throw std::system_error(errno, std::generic_category(), "mmap the program's stack");
+    base_ = mapped;
+  }
+  ProgramStack(const ProgramStack&) = delete;
+  ProgramStack& operator=(const ProgramStack&) = delete;
+  void* top() const { return static_cast<char*>(base_) + kSize; }  // x86-64 stacks grow down
+
+ private:
+  static constexpr size_t kSize = 256 * 1024;
+  void* base_ = nullptr;
+};
+
+#if defined(__SANITIZE_ADDRESS__)
+// ASan knows one stack per thread: code running on a stack of our own makes it warn on
+// stderr ("ignoring requested __asan_handle_no_return") and may give false reports. The
+// sanitizer build forks the program instead (init is single-threaded: safe, only slower).
+constexpr bool kSpawnWithFork = true;
+#else
+constexpr bool kSpawnWithFork = false;
+#endif
+
+struct ProgramStart {
+  const BoxPlan* plan;
+  const PreparedExec* exec;
+  int error_read_fd;   // init's end, closed in the program
+  int error_write_fd;  // close-on-exec: EOF for init once execve succeeded
+};
+
+int program_main(void* arg) {
+  const ProgramStart& start = *static_cast<const ProgramStart*>(arg);
+  ::close(start.error_read_fd);
+  run_program(*start.plan, *start.exec, start.error_write_fd);
+}
+
+// Builds the box around `base` (for a prepared box: waits for its command first), then
+// runs the program and reaps the namespace.
+[[noreturn]] void run_init(const BoxPlan& base) {
+  BoxPlan plan = base;  // a prepared box fills in the rest from its command
+  ProgramStack program_stack;
+  UniqueFd workspace_mount;
+  PreparedExec exec;
   int error_pipe[2];
   pid_t program = -1;
   try {
+    const bool prepared = base.command_fd >= 0;
+    if (!prepared && base.workspace_mount_fd < 0) {
+      // Tests hand over a host path: clone it here, while the host's tree is still in view.
+      UniqueFd dir(::open(base.workspace_host_path.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+      if (!dir)
+        throw std::system_error(errno, std::generic_category(),
+                                "open workspace " + base.workspace_host_path);
+      workspace_mount = detach_workspace_mount(dir.get());
+    }
+    program_stack.allocate();
+    build_box_base(base);
+    if (base.net_ns_fd < 0) bring_up_loopback();  // a prepared namespace has lo up already
+    if (prepared) {
+      if (!receive_box_command(base.command_fd, plan, workspace_mount)) ::_exit(0);
+      ::close(base.command_fd);
+    } else if (!workspace_mount) {
+      workspace_mount.reset(::fcntl(base.workspace_mount_fd, F_DUPFD_CLOEXEC, 3));
+      if (!workspace_mount)
+        throw std::system_error(errno, std::generic_category(), "dup the workspace mount");
+      ::close(base.workspace_mount_fd);
+    }
     if (plan.argv.empty() || plan.argv[0].empty())
       throw std::system_error(EINVAL, std::generic_category(), "empty argv");
-    build_box_filesystem(plan);
-    if (plan.net_ns_fd < 0) bring_up_loopback();  // a prepared namespace has lo up already
+    finish_box_filesystem(plan, workspace_mount.get());
+    workspace_mount.reset();
+    exec = prepare_exec(plan);
     if (::pipe2(error_pipe, O_CLOEXEC) != 0)
       throw std::system_error(errno, std::generic_category(), "pipe2 for the program's errors");
-    program = ::fork();
-    if (program < 0) throw std::system_error(errno, std::generic_category(), "fork the program");
+    ProgramStart start = {&plan, &exec, error_pipe[0], error_pipe[1]};
+    if (kSpawnWithFork) {
+      program = ::fork();
+      if (program == 0) program_main(&start);
+    } else {
+      program =
+          ::clone(program_main, program_stack.top(), CLONE_VM | CLONE_VFORK | SIGCHLD, &start);
+    }
+    if (program < 0) throw std::system_error(errno, std::generic_category(), "clone the program");
   } catch (...) {
     write_status(plan.status_fd, status_from_exception());
     ::_exit(1);
-  }
-  if (program == 0) {
-    ::close(error_pipe[0]);
-    run_program(plan, exec, error_pipe[1]);
   }
 
   // Only the program (and what it starts) may hold the output pipes: the supervisor reads
@@ -238,15 +334,22 @@ void install_stdio(int from, int to, int open_flags) {
   int program_status = 0;
   while (true) {
     int status;
-    pid_t pid = ::waitpid(-1, &status, 0);
+    pid_t pid = ::waitpid(-1, &status, __WALL);
     if (pid == program) {
       program_status = status;
       break;
     }
     if (pid < 0 && errno != EINTR) break;  // ECHILD: cannot happen before the program
   }
-  // Count what already finished too; what still runs dies with us, uncounted.
-  while (::waitpid(-1, nullptr, WNOHANG) > 0) {
+  // The stage ends with its program: kill everything else of the namespace (kill(-1)
+  // spares only us) and reap until nothing is left, then report. After the report no
+  // process of the user's exists anywhere, so the supervisor may end the stage at once and
+  // leave our exit (and the kernel's namespace teardown) off its critical path. Killing
+  // again after each reap catches what a dying fork bomb forked meanwhile.
+  while (true) {
+    ::kill(-1, SIGKILL);
+    pid_t pid = ::waitpid(-1, nullptr, __WALL);
+    if (pid < 0 && errno != EINTR) break;  // ECHILD: the namespace is empty
   }
 
   BoxStatus result = got == static_cast<ssize_t>(sizeof(setup_error)) ? setup_error : BoxStatus{};
@@ -258,64 +361,28 @@ void install_stdio(int from, int to, int open_flags) {
     result.max_rss_bytes = static_cast<int64_t>(usage.ru_maxrss) * 1024;
   }
   write_status(plan.status_fd, result);
+  // What is left (our exit, the namespaces' teardown) is nobody's critical path.
+  ::setpriority(PRIO_PROCESS, 0, kBackgroundNice);
   ::_exit(0);
 }
 
-// Init is a fork of the server and would show the server's command line (data dir, listen
-// address, token file) in the world-readable /proc/1/cmdline of the box. The kernel reads
-// that file from the process's own memory between arg_start and arg_end, so init overwrites
-// its copy (the server's memory is untouched: fork copies on write) with a fixed name and
-// zeros, and zeroes the environment strings too (root-only through ptrace rules, but
-// nothing of the server's should stay in reach). PR_SET_MM could move the range instead,
-// but it needs CAP_SYS_RESOURCE, which hosts (this one) may withhold.
-void hide_server_command_line(int status_fd) {
-  int fd = ::open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
-  if (fd < 0) fail_with_errno(status_fd, "open /proc/self/stat (to hide the server's argv)");
-  char stat[4096];
-  ssize_t got;
-  do got = ::read(fd, stat, sizeof(stat) - 1);
-  while (got < 0 && errno == EINTR);
-  ::close(fd);
-  if (got <= 0) fail_with_errno(status_fd, "read /proc/self/stat (to hide the server's argv)");
-  stat[got] = '\0';
-  // After "pid (comm) ": field 3 on; arg_start..env_end are fields 48..51 (proc(5)).
-  unsigned long long field_value[52] = {};
-  const char* at = std::strrchr(stat, ')');
-  int field = 3;
-  for (at = at != nullptr ? at + 1 : stat + got; field <= 51 && *at != '\0'; ++field) {
-    char* end = nullptr;
-    field_value[field] = std::strtoull(at, &end, 10);
-    if (end == at) {  // the state letter (field 3): skip the word
-      while (*at == ' ') ++at;
-      while (*at != ' ' && *at != '\0') ++at;
-    } else {
-      at = end;
-    }
-  }
-  const unsigned long long arg_start = field_value[48], arg_end = field_value[49];
-  const unsigned long long env_start = field_value[50], env_end = field_value[51];
-  if (field <= 51 || arg_start == 0 || arg_end <= arg_start || env_end < env_start) {
-    errno = EPROTO;
-    fail_with_errno(status_fd, "parse arg_start..env_end of /proc/self/stat");
-  }
-  static constexpr char kName[] = "cutor-box-init";
-  char* args = reinterpret_cast<char*>(arg_start);
-  const size_t arg_bytes = arg_end - arg_start;
-  std::memset(args, 0, arg_bytes);
-  std::memcpy(args, kName, std::min(sizeof(kName) - 1, arg_bytes - 1));
-  std::memset(reinterpret_cast<char*>(env_start), 0, env_end - env_start);
-  ::prctl(PR_SET_NAME, kName, 0, 0, 0);  // comm, for ps; cannot fail with a valid pointer
-}
+}  // namespace
 
 // The box's init from its first instruction: single-threaded, PID 1.
-[[noreturn]] void init_main(const BoxPlan& plan) {
+[[noreturn]] void box_init_main(const BoxPlan& plan) {
   reset_signals();
-  hide_server_command_line(plan.status_fd);
+  try {
+    hide_server_command_line("cutor-box-init");
+    if (plan.background) set_nice(kBackgroundNice);
+  } catch (...) {
+    write_status(plan.status_fd, status_from_exception());
+    ::_exit(1);
+  }
   // Die with the supervisor thread that forked us (and the namespace with us).
   if (::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0)
     fail_with_errno(plan.status_fd, "prctl PR_SET_PDEATHSIG");
   close_fds_except({plan.stdin_fd, plan.stdout_fd, plan.stderr_fd, plan.sync_fd, plan.status_fd,
-                    plan.net_ns_fd});
+                    plan.net_ns_fd, plan.workspace_mount_fd, plan.command_fd});
 
   // Wait until the supervisor has put us into the stage cgroup: everything forked from
   // here on is accounted for. EOF: the supervisor gave up (or died) before the go.
@@ -329,7 +396,6 @@ void hide_server_command_line(int status_fd) {
   }
   ::close(plan.sync_fd);
 
-  PreparedExec exec = prepare_exec(plan);
   int fresh = CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP;
   if (plan.net_ns_fd >= 0) {
     // Made for this box alone by the supervisor's pool, never entered by anyone else.
@@ -343,8 +409,10 @@ void hide_server_command_line(int status_fd) {
     fail_with_errno(plan.status_fd, "unshare(mount, net, ipc, uts, cgroup namespaces)");
   if (::sethostname(kHostname, std::strlen(kHostname)) != 0)
     fail_with_errno(plan.status_fd, "sethostname");
-  run_init(plan, exec);
+  run_init(plan);
 }
+
+namespace {
 
 // The process's own pid namespace (every thread's active one), opened once, to return the
 // calling thread to after a box's fork. Throws when it cannot be opened.
@@ -364,12 +432,61 @@ int own_pid_namespace() {
 
 }  // namespace
 
+// Init (or the spawner) is a fork of the server and would show the server's command line (data dir,
+// listen address, token file) in the world-readable /proc/1/cmdline of the box. The kernel reads
+// that file from the process's own memory between arg_start and arg_end, so init overwrites
+// its copy (the server's memory is untouched: fork copies on write) with a fixed name and
+// zeros, and zeroes the environment strings too (root-only through ptrace rules, but
+// nothing of the server's should stay in reach). PR_SET_MM could move the range instead,
+// but it needs CAP_SYS_RESOURCE, which hosts (this one) may withhold.
+void hide_server_command_line(const char* name) {
+  int fd = ::open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    throw std::system_error(errno, std::generic_category(),
+                            "open /proc/self/stat (to hide the server's argv)");
+  char stat[4096];
+  ssize_t got;
+  do got = ::read(fd, stat, sizeof(stat) - 1);
+  while (got < 0 && errno == EINTR);
+  ::close(fd);
+  if (got <= 0)
+    throw std::system_error(got < 0 ? errno : EIO, std::generic_category(),
+                            "read /proc/self/stat (to hide the server's argv)");
+  stat[got] = '\0';
+  // After "pid (comm) ": field 3 on; arg_start..env_end are fields 48..51 (proc(5)).
+  unsigned long long field_value[52] = {};
+  const char* at = std::strrchr(stat, ')');
+  int field = 3;
+  for (at = at != nullptr ? at + 1 : stat + got; field <= 51 && *at != '\0'; ++field) {
+    char* end = nullptr;
+    field_value[field] = std::strtoull(at, &end, 10);
+    if (end == at) {  // the state letter (field 3): skip the word
+      while (*at == ' ') ++at;
+      while (*at != ' ' && *at != '\0') ++at;
+    } else {
+      at = end;
+    }
+  }
+  const unsigned long long arg_start = field_value[48], arg_end = field_value[49];
+  const unsigned long long env_start = field_value[50], env_end = field_value[51];
+  if (field <= 51 || arg_start == 0 || arg_end <= arg_start || env_end < env_start) {
+    throw std::system_error(EPROTO, std::generic_category(),
+                            "parse arg_start..env_end of /proc/self/stat");
+  }
+  char* args = reinterpret_cast<char*>(arg_start);
+  const size_t arg_bytes = arg_end - arg_start;
+  std::memset(args, 0, arg_bytes);
+  std::memcpy(args, name, std::min(std::strlen(name), arg_bytes - 1));
+  std::memset(reinterpret_cast<char*>(env_start), 0, env_end - env_start);
+  ::prctl(PR_SET_NAME, name, 0, 0, 0);  // comm, for ps; cannot fail with a valid pointer
+}
+
 pid_t start_box(const BoxPlan& plan) {
   const int own = own_pid_namespace();
   if (::unshare(CLONE_NEWPID) != 0)
     throw std::system_error(errno, std::generic_category(), "unshare(CLONE_NEWPID)");
   const pid_t init = ::fork();
-  if (init == 0) init_main(plan);
+  if (init == 0) box_init_main(plan);
   const int fork_errno = errno;
   // Before anything else: this thread's later children (other stages, other tools the
   // server runs from it) must be born in the server's own pid namespace.

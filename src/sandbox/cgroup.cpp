@@ -278,14 +278,6 @@ class V1StageCgroup final : public StageCgroup {
       if (!l.memory_own.empty()) {
         memory_parent_ = parent_dir(l.memory_own, parent);
         memory_ = create_leaf(memory_parent_, name, nullptr);
-        if (limits.memory_bytes > 0) {
-          // A fresh cgroup is unlimited, so the memory limit goes first and memsw (which
-          // must be >= it) second. Swap is counted: the limit is memory+swap.
-          const std::string bytes = std::to_string(limits.memory_bytes);
-          write_text(memory_ + "/memory.limit_in_bytes", bytes);
-          if (exists(memory_ + "/memory.memsw.limit_in_bytes"))
-            write_text(memory_ + "/memory.memsw.limit_in_bytes", bytes);
-        }
         if (exists(memory_ + "/memory.swappiness")) {
           try {
             write_text(memory_ + "/memory.swappiness", "0");
@@ -297,17 +289,33 @@ class V1StageCgroup final : public StageCgroup {
       if (!l.pids_own.empty()) {
         pids_parent_ = parent_dir(l.pids_own, parent);
         pids_ = create_leaf(pids_parent_, name, nullptr);
-        if (limits.processes > 0) write_text(pids_ + "/pids.max", std::to_string(limits.processes));
       }
       if (!l.cpuacct_own.empty()) {
         cpuacct_parent_ = parent_dir(l.cpuacct_own, parent);
         cpuacct_ = create_leaf(cpuacct_parent_, name, nullptr);
       }
+      members_ = !memory_.empty() ? memory_ : !pids_.empty() ? pids_ : cpuacct_;
+      set_limits(limits);
     } catch (...) {
       remove_all();
       throw;
     }
-    members_ = !memory_.empty() ? memory_ : !pids_.empty() ? pids_ : cpuacct_;
+  }
+
+  void set_limits(const SandboxLimits& limits) override {
+    if (!memory_.empty()) {
+      // memsw must stay >= the memory limit at every step: lift it first, set the memory
+      // limit, then bring memsw to it (swap is counted: the limit is memory+swap).
+      const std::string bytes =
+          limits.memory_bytes > 0 ? std::to_string(limits.memory_bytes) : "-1";
+      const bool memsw = exists(memory_ + "/memory.memsw.limit_in_bytes");
+      if (memsw) write_text(memory_ + "/memory.memsw.limit_in_bytes", "-1");
+      write_text(memory_ + "/memory.limit_in_bytes", bytes);
+      if (memsw) write_text(memory_ + "/memory.memsw.limit_in_bytes", bytes);
+    }
+    if (!pids_.empty())
+      write_text(pids_ + "/pids.max",
+                 limits.processes > 0 ? std::to_string(limits.processes) : std::string("max"));
   }
 
   ~V1StageCgroup() override {
@@ -410,16 +418,21 @@ class V2StageCgroup final : public StageCgroup {
     parent_ = parent_dir(l.v2_own, parent);
     dir_ = create_leaf(parent_, name, [](const std::string& p) { enable_v2_controllers(p); });
     try {
-      if (limits.memory_bytes > 0)
-        write_text(dir_ + "/memory.max", std::to_string(limits.memory_bytes));
       if (exists(dir_ + "/memory.swap.max")) write_text(dir_ + "/memory.swap.max", "0");
       // An OOM kill takes the whole stage, not one arbitrary process of it.
       if (exists(dir_ + "/memory.oom.group")) write_text(dir_ + "/memory.oom.group", "1");
-      if (limits.processes > 0) write_text(dir_ + "/pids.max", std::to_string(limits.processes));
+      set_limits(limits);
     } catch (...) {
       remove_dir(dir_);
       throw;
     }
+  }
+
+  void set_limits(const SandboxLimits& limits) override {
+    write_text(dir_ + "/memory.max",
+               limits.memory_bytes > 0 ? std::to_string(limits.memory_bytes) : std::string("max"));
+    write_text(dir_ + "/pids.max",
+               limits.processes > 0 ? std::to_string(limits.processes) : std::string("max"));
   }
 
   ~V2StageCgroup() override {

@@ -18,7 +18,11 @@ class StageCgroup {
  public:
   virtual ~StageCgroup() = default;         // kills what is left, then removes the cgroup(s)
   virtual void add_process(pid_t pid) = 0;  // throws std::system_error with the file path
-  virtual int64_t cpu_time_us() = 0;        // whole tree, since creation
+  // Sets the memory (swap 0) and pids limits (0: unlimited), at creation or again later
+  // (a cgroup made ahead of its stage, with the limits its stage was expected to have).
+  // Throws std::system_error.
+  virtual void set_limits(const SandboxLimits& limits) = 0;
+  virtual int64_t cpu_time_us() = 0;  // whole tree, since creation
   virtual int64_t memory_peak_bytes() = 0;
   virtual bool oom_killed() = 0;  // the memory limit killed something
   // True when cpu_time_us() comes from the kernel's per-cgroup accounting (it then counts

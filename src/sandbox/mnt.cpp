@@ -158,9 +158,10 @@ void copy_file(const std::string& host_path, const std::string& target, mode_t m
 }
 
 // /etc: only what the dynamic linker, libc's name services, time zones and TLS need
-// (files copied, directories bound read-only), plus passwd/group/hosts generated for the
-// box. Never shadow, sudoers, ssh keys or the like.
-void build_etc(const std::string& root, const BoxPlan& plan) {
+// (files copied, directories bound read-only), plus hosts and hostname generated for the
+// box (passwd and group follow with the user: write_passwd_and_group). Never shadow,
+// sudoers, ssh keys or the like.
+void build_etc(const std::string& root) {
   const std::string etc = root + "/etc";
   make_dir(etc, 0755);
   constexpr const char* kHostEtc[] = {
@@ -193,14 +194,6 @@ void build_etc(const std::string& root, const BoxPlan& plan) {
     }
     read_only_bind(host_path, target);
   }
-  const std::string uid = std::to_string(plan.uid);
-  const std::string gid = std::to_string(plan.gid);
-  // The box user comes first so a lookup by uid names it `cutor` even when it shares a
-  // number with a well-known user.
-  write_file(etc + "/passwd", "cutor:x:" + uid + ":" + gid + ":cutor:" + std::string(kBoxWorkdir) +
-                                  ":/bin/sh\nroot:x:0:0:root:/root:/bin/sh\n"
-                                  "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n");
-  write_file(etc + "/group", "cutor:x:" + gid + ":\nroot:x:0:\nnogroup:x:65534:\n");
   write_file(etc + "/hosts",
              "127.0.0.1 localhost cutor\n::1 localhost ip6-localhost ip6-loopback\n");
   write_file(etc + "/hostname", "cutor\n");
@@ -246,7 +239,7 @@ void build_dev(const std::string& root, int64_t shm_bytes) {
 
 }  // namespace
 
-void build_box_filesystem(const BoxPlan& plan) {
+void build_box_base(const BoxPlan& plan) {
   // Nothing done below may propagate to the host's mount table.
   mount_or_throw(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, "",
                  "make / private (MS_REC|MS_PRIVATE)");
@@ -260,7 +253,7 @@ void build_box_filesystem(const BoxPlan& plan) {
 
   for (const char* path : {"/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32"})
     mirror_base_path(root, path);
-  build_etc(root, plan);
+  build_etc(root);
 
   for (const BindMount& extra : plan.read_only) {
     if (extra.host_path.empty() || extra.host_path[0] != '/' || extra.box_path.empty() ||
@@ -271,12 +264,8 @@ void build_box_filesystem(const BoxPlan& plan) {
     read_only_mount_no_follow(extra.host_path, root + extra.box_path);
   }
 
-  // The workspace: the only persistent writable place. No setuid, no devices.
-  if (plan.workspace_host_path.empty()) {
-    errno = EINVAL;
-    throw_errno("workspace path is empty");
-  }
-  bind_mount(plan.workspace_host_path, root + std::string(kBoxWorkdir), MS_NOSUID | MS_NODEV);
+  // The workspace's mount point; the workspace itself comes with finish_box_filesystem.
+  make_dir(root + std::string(kBoxWorkdir), 0755);
 
   // A fresh, size-limited /tmp. tmpfs size=0 would mean "unlimited": never pass it.
   const int64_t tmp_bytes = plan.tmp_bytes > 0 ? plan.tmp_bytes : (64ll << 20);
@@ -298,8 +287,35 @@ void build_box_filesystem(const BoxPlan& plan) {
   if (::syscall(SYS_pivot_root, ".", ".") != 0) throw_errno("pivot_root " + root);
   if (::umount2(".", MNT_DETACH) != 0) throw_errno("umount2 old root");
   if (::chdir("/") != 0) throw_errno("chdir / after pivot_root");
+}
+
+void finish_box_filesystem(const BoxPlan& plan, int workspace_mount) {
+  // The workspace: the only persistent writable place. No setuid, no devices (set on the
+  // detached mount by detach_workspace_mount).
+  const std::string box(kBoxWorkdir);
+  if (::move_mount(workspace_mount, "", AT_FDCWD, box.c_str(), MOVE_MOUNT_F_EMPTY_PATH) != 0)
+    throw_errno("move_mount the workspace to " + box);
+  const std::string uid = std::to_string(plan.uid);
+  const std::string gid = std::to_string(plan.gid);
+  // The box user comes first so a lookup by uid names it `cutor` even when it shares a
+  // number with a well-known user.
+  write_file("/etc/passwd", "cutor:x:" + uid + ":" + gid + ":cutor:" + box +
+                                ":/bin/sh\nroot:x:0:0:root:/root:/bin/sh\n"
+                                "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n");
+  write_file("/etc/group", "cutor:x:" + gid + ":\nroot:x:0:\nnogroup:x:65534:\n");
   mount_or_throw(nullptr, "/", nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, "",
                  "remount / read-only");
+}
+
+UniqueFd detach_workspace_mount(int workspace_dirfd) {
+  UniqueFd tree(static_cast<int>(
+      ::open_tree(workspace_dirfd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH)));
+  if (!tree) throw_errno("open_tree(OPEN_TREE_CLONE) of the workspace");
+  struct mount_attr attr = {};
+  attr.attr_set = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+  if (::mount_setattr(tree.get(), "", AT_EMPTY_PATH, &attr, sizeof attr) != 0)
+    throw_errno("mount_setattr(nosuid, nodev) of the workspace");
+  return tree;
 }
 
 }  // namespace cutor::sandbox

@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -21,11 +22,13 @@
 #include <utility>
 
 #include "sandbox/box.h"
+#include "sandbox/box_pool.h"
 #include "sandbox/cgroup.h"
 #include "sandbox/fd.h"
 #include "sandbox/net.h"
 #include "sandbox/plain_stage.h"
 #include "sandbox/seccomp.h"
+#include "sandbox/spawner.h"
 #include "sandbox/supervisor.h"
 #include "sandbox/taskstats.h"
 #include "sandbox/uid_pool.h"
@@ -234,9 +237,45 @@ std::string unique_stage_name() {
   return "stage-" + std::to_string(::getpid()) + "-" + std::to_string(++counter);
 }
 
+int nice_of_this_thread() {
+  errno = 0;
+  const int nice = ::getpriority(PRIO_PROCESS, 0);
+  return errno == 0 ? nice : 0;
+}
+
+// A started box's init and stage cgroup, owned until the stage is over, then handed to the
+// reaper: init is killed first unless it was reaped already (pid -1). It reported before
+// (its namespace is empty) or it is being stopped: either way nothing of the user's is
+// left to wait for, only our init's exit and the cgroup's removal.
+struct StartedBox {
+  explicit StartedBox(sandbox::BoxReaper& reaper) : reaper(reaper) {}
+  ~StartedBox() {
+    if (pid > 0) ::kill(pid, SIGKILL);
+    if (pid > 0 || cgroup) reaper.adopt(pid, std::move(cgroup));
+  }
+  StartedBox(const StartedBox&) = delete;
+  StartedBox& operator=(const StartedBox&) = delete;
+
+  sandbox::BoxReaper& reaper;
+  pid_t pid = -1;
+  std::unique_ptr<sandbox::StageCgroup> cgroup;
+};
+
 class SandboxImpl : public Sandbox {
  public:
-  explicit SandboxImpl(const SandboxOptions& options) : options_(options) {}
+  SandboxImpl(const SandboxOptions& options, std::unique_ptr<sandbox::Spawner> spawner)
+      : spawner_(std::move(spawner)), stage_nice_(nice_of_this_thread()), options_(options) {
+    if (options_.isolate && options_.prepared_boxes > 0) {
+      sandbox::BoxPoolOptions pool;
+      pool.size = static_cast<size_t>(options_.prepared_boxes);
+      pool.idle_ms = options_.prepared_idle_ms;
+      pool.cgroup_parent = options_.cgroup_parent;
+      pool.tmp_bytes = options_.tmp_bytes;
+      pool.spawner = spawner_.get();
+      pool.next_cgroup_name = unique_stage_name;
+      pool_ = std::make_unique<sandbox::BoxPool>(std::move(pool), reaper_);
+    }
+  }
 
   std::unique_ptr<Workspace> make_workspace(const std::string& parent_dir,
                                             const std::string& name) override {
@@ -263,6 +302,9 @@ class SandboxImpl : public Sandbox {
     try {
       return options_.isolate ? run_box(spec, std::move(cancel))
                               : run_plain(spec, std::move(cancel));
+    } catch (const std::system_error& e) {
+      return internal_error_result(std::string(e.what()) + " (errno " +
+                                   std::to_string(e.code().value()) + ")");
     } catch (const std::exception& e) {
       return internal_error_result(e.what());
     }
@@ -297,7 +339,12 @@ class SandboxImpl : public Sandbox {
     return make_result(run, ending, spec.limits);
   }
 
-  StageResult run_box(const SandboxSpec& spec, std::stop_token cancel) {
+  StageResult retry_on_demand(const SandboxSpec& spec, std::stop_token cancel) {
+    return run_box(spec, std::move(cancel), /*on_demand=*/true);
+  }
+
+  // `on_demand`: never a prepared box.
+  StageResult run_box(const SandboxSpec& spec, std::stop_token cancel, bool on_demand = false) {
     std::unique_ptr<UidLease> own_uid;
     uid_t uid;
     gid_t gid;
@@ -311,81 +358,80 @@ class SandboxImpl : public Sandbox {
       gid = own_uid->uid();
     }
 
-    std::unique_ptr<sandbox::StageCgroup> cgroup =
-        sandbox::create_stage_cgroup(options_.cgroup_parent, unique_stage_name(), spec.limits);
+    // A prepared box when one is ready and the run needs no extra mounts; else one built
+    // now. From here on `box` owns init and the stage cgroup: however run_box ends, they go
+    // to the reaper (init killed first unless it reported).
+    StartedBox box(reaper_);
+    std::optional<sandbox::PreparedBox> prepared;
+    if (pool_ && spec.read_only.empty() && !on_demand) prepared = pool_->take(spec.limits);
+    const bool taken_from_pool = prepared.has_value();
+    if (!prepared) {
+      // Built now, the same way: a box waiting for its command, handed it at once.
+      auto cgroup =
+          sandbox::create_stage_cgroup(options_.cgroup_parent, unique_stage_name(), spec.limits);
+      UniqueFd net_ns = sandbox::take_prepared_net_namespace();
+      prepared = sandbox::start_prepared_box(spawner_.get(), std::move(cgroup), spec.limits,
+                                             options_.tmp_bytes, spec.read_only, net_ns.get(),
+                                             /*background=*/false);
+    } else {
+      // Built at background priority; from now on a stage waits for it.
+      ::setpriority(PRIO_PROCESS, static_cast<id_t>(prepared->pid), stage_nice_);
+      if (!(prepared->cgroup_limits == spec.limits)) prepared->cgroup->set_limits(spec.limits);
+    }
+    box.pid = prepared->pid;
+    box.cgroup = std::move(prepared->cgroup);
     sandbox::ExitedThreadCpu* exited =
-        cgroup->cpu_time_is_exact() ? nullptr : sandbox::ExitedThreadCpu::host();
+        box.cgroup->cpu_time_is_exact() ? nullptr : sandbox::ExitedThreadCpu::host();
     ExitedCpuTracking tracking(exited, uid);
 
     Pipe in = make_pipe("stdin");
     Pipe out = make_pipe("stdout");
     Pipe err = make_pipe("stderr");
-    Pipe status = make_pipe("status");
-    Pipe sync = make_pipe("sync");
+    UniqueFd workspace_mount = sandbox::detach_workspace_mount(spec.workspace->dirfd());
 
     sandbox::BoxPlan plan;
     plan.argv = spec.argv;
     plan.env = spec.env;
-    plan.workspace_host_path = spec.workspace->path();
-    plan.read_only = spec.read_only;
-    plan.tmp_bytes = options_.tmp_bytes;
     plan.uid = uid;
     plan.gid = gid;
     plan.limits = spec.limits;
     plan.stdin_fd = in.read.get();
     plan.stdout_fd = out.write.get();
     plan.stderr_fd = err.write.get();
-    plan.sync_fd = sync.read.get();
-    plan.status_fd = status.write.get();
-
     plan.seccomp_program = &sandbox::seccomp_filter_program();
-    UniqueFd net_ns = sandbox::take_prepared_net_namespace();
-    plan.net_ns_fd = net_ns.get();
 
     StageChild child;
+    std::string start_error;
     child.started_ns = sandbox::monotonic_ns();
-    const pid_t pid = sandbox::start_box(plan);
-    net_ns.reset();  // the box holds it now; it ends with the box's last process
-    child.pid = pid;
+    child.pid = prepared->pid;
+    child.pidfd = std::move(prepared->pidfd);
+    child.status_pipe = std::move(prepared->status);
+    try {
+      sandbox::send_box_command(prepared->command.get(), plan, workspace_mount.get());
+    } catch (const std::exception& e) {
+      start_error = std::string("handing the stage to its box: ") + e.what();
+    }
+    if (!start_error.empty() && taken_from_pool) {
+      // The prepared box is gone (killed from outside): build one for this stage instead.
+      return retry_on_demand(spec, std::move(cancel));
+    }
+    prepared->command.reset();  // init needs nothing more; EOF if it is still waiting
     in.read.reset();
     out.write.reset();
     err.write.reset();
-    status.write.reset();
-    sync.read.reset();
+    workspace_mount.reset();
+    if (!start_error.empty()) return internal_error_result(start_error);
     child.stdin_pipe = std::move(in.write);
     child.stdout_pipe = std::move(out.read);
     child.stderr_pipe = std::move(err.read);
-    child.status_pipe = std::move(status.read);
-    child.pidfd.reset(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+    // Init reports only once its namespace is empty: the stage is over then.
+    child.final_status_bytes = sizeof(BoxStatus);
 
-    // Until the go byte the box only waits; on any failure here it is killed and reaped.
-    std::string start_error;
-    if (!child.pidfd) start_error = std::string("pidfd_open of the box: ") + std::strerror(errno);
-    if (start_error.empty()) {
-      try {
-        cgroup->add_process(pid);
-      } catch (const std::exception& e) {
-        start_error = std::string("placing the box in its cgroup: ") + e.what();
-      }
-    }
-    if (start_error.empty()) {
-      char go = 'g';
-      ssize_t n;
-      do n = ::write(sync.write.get(), &go, 1);
-      while (n < 0 && errno == EINTR);
-      if (n != 1) start_error = std::string("writing the go byte: ") + std::strerror(errno);
-    }
-    sync.write.reset();
-    if (!start_error.empty()) {
-      ::kill(pid, SIGKILL);
-      while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
-      }
-      return internal_error_result(start_error);
-    }
-
-    BoxControl stage_control(child.pidfd.get(), *cgroup, exited, uid);
+    BoxControl stage_control(child.pidfd.get(), *box.cgroup, exited, uid);
     SupervisedRun run =
         sandbox::supervise(child, stage_control, spec.limits, spec.stdin_data, std::move(cancel));
+    if (run.child_reaped) box.pid = -1;
+    if (pool_) pool_->refill();
     sandbox::refill_prepared_net_namespaces();
 
     Ending ending;
@@ -394,15 +440,15 @@ class SandboxImpl : public Sandbox {
       ending.setup_error = report->message;
     } else if (report) {
       ending.program_wait_status = report->wait_status;
-    } else if (WIFSIGNALED(run.child_wait_status)) {
+    } else if (run.child_reaped && WIFSIGNALED(run.child_wait_status)) {
       // Init was killed before it could report (a limit, kill_all, the OOM killer): that is
       // how the program's box ended.
       ending.program_wait_status = run.child_wait_status;
     }
     try {
-      ending.oom_killed = cgroup->oom_killed();
-      ending.cpu_time_us = cgroup->cpu_time_us();
-      ending.memory_bytes = cgroup->memory_peak_bytes();
+      ending.oom_killed = box.cgroup->oom_killed();
+      ending.cpu_time_us = box.cgroup->cpu_time_us();
+      ending.memory_bytes = box.cgroup->memory_peak_bytes();
     } catch (const std::exception& e) {
       if (run.internal_error.empty()) run.internal_error = e.what();
     }
@@ -421,6 +467,12 @@ class SandboxImpl : public Sandbox {
     return make_result(run, ending, spec.limits);
   }
 
+  // Declared in this order: the pool hands its leftovers to the reaper when it goes, and the
+  // reaper waits for every init before the spawner goes.
+  std::unique_ptr<sandbox::Spawner> spawner_;  // null: inits are forked by the caller
+  int stage_nice_ = 0;                         // the server's nice value at make_sandbox
+  sandbox::BoxReaper reaper_;
+  std::unique_ptr<sandbox::BoxPool> pool_;
   SandboxOptions options_;
 };
 
@@ -429,11 +481,19 @@ class SandboxImpl : public Sandbox {
 std::unique_ptr<Sandbox> make_sandbox(const SandboxOptions& options) {
   // Leftovers of a server that died; best effort (a stage cgroup that could not be removed
   // now is tried again at the next start, and never collides with our new names).
+  std::unique_ptr<sandbox::Spawner> spawner;
   if (options.isolate) {
     sandbox::remove_stale_stage_cgroups(options.cgroup_parent);
+    // Forked before this call starts any thread of its own (the caller should not have
+    // started any either): the spawner is a fork of a small, single-threaded process.
+    try {
+      spawner = sandbox::Spawner::start();
+    } catch (const std::system_error&) {
+      // No spawner (fork failed): boxes are forked by the threads that start them.
+    }
     sandbox::start_preparing_net_namespaces();
   }
-  return std::make_unique<SandboxImpl>(options);
+  return std::make_unique<SandboxImpl>(options, std::move(spawner));
 }
 
 }  // namespace cutor

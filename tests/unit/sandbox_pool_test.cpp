@@ -1,0 +1,326 @@
+// Prepared boxes, the box spawner and the teardown off the critical path, through the
+// public Sandbox: what a run sees is the same as with a box built on demand, nothing of a
+// stage outlives run(), and nothing of the Sandbox outlives its destruction.
+// Needs root (namespaces, mounts, cgroups).
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "sandbox/sandbox.h"
+#include "sandbox/workspace.h"
+
+namespace cutor {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string read_file(const std::string& path) {
+  std::string text;
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return text;
+  char buf[4096];
+  ssize_t n;
+  while ((n = ::read(fd, buf, sizeof buf)) > 0) text.append(buf, static_cast<size_t>(n));
+  ::close(fd);
+  return text;
+}
+
+// Children of this process (any thread's), with their command lines.
+std::vector<std::pair<pid_t, std::string>> children() {
+  std::vector<std::pair<pid_t, std::string>> found;
+  for (const auto& task : fs::directory_iterator("/proc/self/task")) {
+    std::istringstream list(read_file(task.path().string() + "/children"));
+    pid_t pid;
+    while (list >> pid) {
+      std::string cmdline = read_file("/proc/" + std::to_string(pid) + "/cmdline");
+      std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
+      found.emplace_back(pid, cmdline);
+    }
+  }
+  return found;
+}
+
+int count_children_named(const std::string& name) {
+  int n = 0;
+  for (const auto& [pid, cmdline] : children())
+    if (cmdline.rfind(name, 0) == 0) ++n;
+  return n;
+}
+
+// Every directory below this process's cgroups (each hierarchy, skipping roots) named like
+// a stage cgroup of ours.
+std::vector<std::string> stage_cgroups() {
+  std::vector<std::string> found;
+  const std::string marker = "stage-" + std::to_string(::getpid()) + "-";
+  std::istringstream lines(read_file("/proc/self/cgroup"));
+  std::string line;
+  while (std::getline(lines, line)) {
+    auto first = line.find(':'), second = line.find(':', first + 1);
+    std::string controllers = line.substr(first + 1, second - first - 1);
+    std::string path = line.substr(second + 1);
+    if (controllers.rfind("name=", 0) == 0 || path == "/" || path.empty()) continue;
+    std::vector<std::string> mounts;
+    if (controllers.empty()) {
+      mounts.push_back("/sys/fs/cgroup/unified");
+      mounts.push_back("/sys/fs/cgroup");
+    }
+    std::istringstream names(controllers);
+    std::string c;
+    while (std::getline(names, c, ',')) mounts.push_back("/sys/fs/cgroup/" + c);
+    for (const std::string& mount : mounts) {
+      std::error_code ec;
+      const fs::path root = mount + path;
+      if (!fs::is_directory(root, ec)) continue;
+      for (auto it = fs::recursive_directory_iterator(root, ec);
+           !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+        if (it->is_directory(ec) && it->path().filename().string().rfind(marker, 0) == 0)
+          found.push_back(it->path());
+      }
+    }
+  }
+  return found;
+}
+
+// Processes on the host whose uid is `uid`, as "pid (comm) state ppid" lines.
+std::string processes_of(uid_t uid) {
+  std::string found;
+  for (const auto& entry : fs::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    struct stat st;
+    if (::stat(entry.path().c_str(), &st) != 0 || st.st_uid != uid) continue;
+    const std::string stat = read_file(entry.path().string() + "/stat");
+    found += stat.substr(0, stat.find(' ', stat.rfind(')') + 3)) + "\n";
+  }
+  return found;
+}
+
+// Mount points on the host that could be a box's: below /run/cutor (where boxes build their
+// root) or below `root` (this test's workspaces). Other tests mount their own meanwhile.
+std::set<std::string> host_mount_points(const std::string& root) {
+  std::set<std::string> points;
+  std::istringstream lines(read_file("/proc/self/mountinfo"));
+  std::string line;
+  while (std::getline(lines, line)) {
+    std::istringstream fields(line);
+    std::string field;
+    for (int i = 0; i < 5 && fields >> field; ++i) {
+    }
+    if (field.rfind("/run/cutor", 0) == 0 || field.rfind(root, 0) == 0) points.insert(field);
+  }
+  return points;
+}
+
+// Waits up to `seconds` for `done` to hold.
+template <typename Done>
+bool eventually(Done done, double seconds = 5) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return true;
+}
+
+class SandboxPoolTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_EQ(::geteuid(), 0u) << "the pool tests need root";
+    char dir[] = "/tmp/cutor-pooltest-XXXXXX";
+    ASSERT_NE(::mkdtemp(dir), nullptr);
+    root_ = dir;
+  }
+  void TearDown() override {
+    workspace_.reset();
+    sandbox_.reset();
+    std::error_code ec;
+    fs::remove_all(root_, ec);
+  }
+
+  void start(int prepared_boxes, int64_t idle_ms = 500) {
+    SandboxOptions options;
+    options.prepared_boxes = prepared_boxes;
+    options.prepared_idle_ms = idle_ms;
+    options.workspace_bytes = 16 << 20;
+    sandbox_ = make_sandbox(options);
+    workspace_ = sandbox_->make_workspace(root_, "ws");
+  }
+
+  StageResult run(const std::string& script, SandboxLimits limits = default_limits()) {
+    SandboxSpec spec;
+    spec.argv = {"sh", "-c", script};
+    spec.env = {"PATH=/usr/bin:/bin", "HOME=/box", "LC_ALL=C"};
+    spec.workspace = workspace_.get();
+    spec.limits = limits;
+    return sandbox_->run(spec, std::stop_token());
+  }
+
+  static SandboxLimits default_limits() {
+    SandboxLimits l;
+    l.cpu_time_ms = 5000;
+    l.wall_time_ms = 10000;
+    l.memory_bytes = 256ll << 20;
+    l.processes = 64;
+    l.output_bytes = 1 << 20;
+    l.file_size_bytes = 16 << 20;
+    return l;
+  }
+
+  uid_t box_uid() const {
+    return dynamic_cast<const sandbox::HostWorkspace&>(*workspace_).owner_uid();
+  }
+
+  // Runs once and waits until the pool holds `n` ready boxes.
+  void warm_up(int n) {
+    StageResult r = run("true");
+    ASSERT_EQ(r.status, StageStatus::kOk) << r.stderr_data;
+    ASSERT_TRUE(eventually([&] { return count_children_named("cutor-box-init") >= n; }))
+        << "the pool did not fill";
+  }
+
+  std::string root_;
+  std::unique_ptr<Sandbox> sandbox_;
+  std::unique_ptr<Workspace> workspace_;
+};
+
+TEST_F(SandboxPoolTest, NothingOfAnyStageOutlivesTheSandbox) {
+  const std::set<std::string> mounts_before = host_mount_points(root_);
+  start(2);
+  for (int i = 0; i < 20; ++i) {
+    StageResult r = run("echo run " + std::to_string(i) + "; echo $(id -un) >> /box/log");
+    ASSERT_EQ(r.status, StageStatus::kOk) << r.stderr_data;
+    EXPECT_EQ(r.stdout_data, "run " + std::to_string(i) + "\n");
+  }
+  EXPECT_EQ(read_file(workspace_->path() + "/log").size(), 20u * std::string("cutor\n").size())
+      << "every run sees the same workspace";
+  EXPECT_GE(count_children_named("cutor-spawner"), 1);
+  sandbox_.reset();  // the workspace (and its uid lease) outlive it, as in the server
+  EXPECT_EQ(children(), (std::vector<std::pair<pid_t, std::string>>{}));
+  EXPECT_EQ(stage_cgroups(), std::vector<std::string>{});
+  std::set<std::string> mounts_after = host_mount_points(root_);
+  mounts_after.erase(workspace_->path());  // the workspace's own tmpfs, still in use
+  EXPECT_EQ(mounts_after, mounts_before) << "a box's mount reached the host";
+  EXPECT_EQ(processes_of(box_uid()), "");
+}
+
+TEST_F(SandboxPoolTest, ADaemonLeftBehindIsDeadWhenRunReturns) {
+  start(2);
+  warm_up(2);
+  for (int i = 0; i < 3; ++i) {
+    StageResult r =
+        run("setsid sleep 100 </dev/null >/dev/null 2>&1 & "
+            "(trap '' TERM HUP; sleep 100) </dev/null >/dev/null 2>&1 & echo started");
+    ASSERT_EQ(r.status, StageStatus::kOk) << r.stderr_data;
+    EXPECT_EQ(r.stdout_data, "started\n");
+    // No waiting: run() returns only once the box's namespace is empty.
+    EXPECT_EQ(processes_of(box_uid()), "") << "a process of the stage outlived run()";
+  }
+}
+
+TEST_F(SandboxPoolTest, APreparedBoxGetsTheRunsIdentityLimitsAndAFreshRoot) {
+  start(2);
+  warm_up(2);
+  StageResult r =
+      run("tr -d '\\0' </proc/1/cmdline; echo; id -un; grep -c . /etc/passwd; touch /etc/x "
+          "2>/dev/null || "
+          "echo etc ro; grep ' /box ' /proc/self/mounts | grep -c nosuid; hostname; "
+          "cut -d' ' -f19 /proc/self/stat");
+  ASSERT_EQ(r.status, StageStatus::kOk) << r.stderr_data;
+  // The box was built at nice 19; its stage runs at ours.
+  errno = 0;
+  const int our_nice = ::getpriority(PRIO_PROCESS, 0);
+  ASSERT_EQ(errno, 0);
+  EXPECT_EQ(r.stdout_data,
+            "cutor-box-init\ncutor\n3\netc ro\n1\ncutor\n" + std::to_string(our_nice) + "\n");
+
+  warm_up(2);
+  SandboxLimits small = default_limits();
+  small.memory_bytes = 32 << 20;
+  r = run("python3 -c 'b = bytearray(256 << 20); print(len(b))'", small);
+  EXPECT_EQ(r.status, StageStatus::kMemoryLimitExceeded) << r.stderr_data;
+
+  warm_up(2);
+  SandboxLimits few = default_limits();
+  few.processes = 4;
+  r =
+      run("python3 -c 'import os, time\nn = 0\nfor i in range(8):\n  try:\n    pid = os.fork()\n"
+          "  except OSError:\n    continue\n  if pid == 0:\n    time.sleep(1)\n    os._exit(0)\n"
+          "  n += 1\nprint(n)'",
+          few);
+  EXPECT_EQ(r.status, StageStatus::kOk) << r.stderr_data;
+  EXPECT_LE(std::atoi(r.stdout_data.c_str()), 3) << "forks beyond the process limit succeeded";
+  // The memory limit of an earlier run did not stay with the boxes made after it.
+  warm_up(2);
+  r = run("python3 -c 'b = bytearray(64 << 20); print(len(b))'");
+  EXPECT_EQ(r.status, StageStatus::kOk) << r.stderr_data;
+  EXPECT_EQ(r.stdout_data, std::to_string(64 << 20) + "\n");
+}
+
+// Someone on the host kills the spawner or the prepared boxes: stages still run.
+TEST_F(SandboxPoolTest, KilledSpawnerAndPreparedBoxesAreNotFatal) {
+  start(2);
+  warm_up(2);
+  std::vector<pid_t> killed;
+  for (const auto& [pid, cmdline] : children()) {
+    if (cmdline.rfind("cutor-box-init", 0) == 0 || cmdline.rfind("cutor-spawner", 0) == 0) {
+      ::kill(pid, SIGKILL);
+      killed.push_back(pid);
+    }
+  }
+  ASSERT_GE(killed.size(), 3u);  // the spawner, two ready boxes (and a finished one)
+  // Dead (zombies) before the next run: a box killed while a stage is being handed to it
+  // is that stage's internal error, as when a box is killed mid-run.
+  for (pid_t pid : killed) {
+    EXPECT_TRUE(eventually([pid] {
+      const std::string stat = read_file("/proc/" + std::to_string(pid) + "/stat");
+      const auto paren = stat.rfind(')');
+      return paren == std::string::npos || stat.compare(paren + 2, 1, "Z") == 0;
+    }));
+  }
+  for (int i = 0; i < 5; ++i) {
+    StageResult r = run("echo still " + std::to_string(i));
+    ASSERT_EQ(r.status, StageStatus::kOk) << r.stderr_data;
+    EXPECT_EQ(r.stdout_data, "still " + std::to_string(i) + "\n");
+  }
+  sandbox_.reset();
+  EXPECT_EQ(children(), (std::vector<std::pair<pid_t, std::string>>{}));
+  EXPECT_EQ(stage_cgroups(), std::vector<std::string>{});
+}
+
+TEST_F(SandboxPoolTest, PreparedBoxesAreDiscardedWhenIdle) {
+  start(2, /*idle_ms=*/100);
+  warm_up(2);
+  EXPECT_TRUE(eventually([] { return count_children_named("cutor-box-init") == 0; }, 3))
+      << "prepared boxes stayed after the idle time";
+  EXPECT_TRUE(eventually([] { return stage_cgroups().empty(); }, 3));
+  StageResult r = run("echo again");  // built on demand
+  EXPECT_EQ(r.status, StageStatus::kOk) << r.stderr_data;
+  EXPECT_EQ(r.stdout_data, "again\n");
+}
+
+TEST_F(SandboxPoolTest, WithoutPreparedBoxesNothingWaits) {
+  start(0);
+  for (int i = 0; i < 3; ++i) {
+    StageResult r = run("echo on demand");
+    ASSERT_EQ(r.status, StageStatus::kOk) << r.stderr_data;
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(count_children_named("cutor-box-init"), 0);
+}
+
+}  // namespace
+}  // namespace cutor
