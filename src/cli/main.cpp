@@ -38,6 +38,7 @@ struct ServeOptions {
   std::string log_format = "text";
   std::string log_level = "info";
   bool no_isolation = false;
+  int prepared_boxes = -1;  // -1: one per worker
 };
 
 void setup_logging(const std::string& format, const std::string& level) {
@@ -106,6 +107,10 @@ int serve(const ServeOptions& o) {
 
   SandboxOptions sandbox_options;
   sandbox_options.isolate = !o.no_isolation;
+  sandbox_options.prepared_boxes =
+      o.prepared_boxes >= 0 ? o.prepared_boxes : std::min(o.workers, 8);
+  // Here, on the main thread and before any other thread starts: the box spawner is forked
+  // from this small single-threaded process, and boxes die with this thread.
   auto sandbox = make_sandbox(sandbox_options);
   if (o.no_isolation)
     spdlog::warn(
@@ -179,6 +184,12 @@ int main(int argc, char** argv) {
   serve_cmd->add_option("--listen", so.listen, "HOST:PORT to bind")->capture_default_str();
   serve_cmd->add_option("--data", so.data, "Directory for the store, workspaces and env cache")
       ->capture_default_str();
+  serve_cmd
+      ->add_option(
+          "--prepared-boxes", so.prepared_boxes,
+          "Sandboxes built ahead of time, off the request path (default: --workers, at most 8; 0: "
+          "build each on demand)")
+      ->check(CLI::Range(0, 64));
   serve_cmd->add_option("--workers", so.workers, "Submissions run at once")
       ->capture_default_str()
       ->check(CLI::Range(1, 1024));

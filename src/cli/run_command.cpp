@@ -126,6 +126,8 @@ int run_command(const RunCommandOptions& options) {
   auto store = open_sqlite_store({.path = ":memory:", .synchronous_full = false});
   SandboxOptions sandbox_options;
   sandbox_options.isolate = options.isolate;
+  // One submission and exit: boxes built ahead would never be used.
+  sandbox_options.prepared_boxes = 0;
   auto sandbox = make_sandbox(sandbox_options);
 
   std::unique_ptr<NixEnvironmentCache> nix;
