@@ -65,13 +65,66 @@ RESULTS = {
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 TIMESTAMP_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
-HEALTH_TIMEOUT_S = 10.0
-STOP_GRACE_S = 15.0  # SIGTERM, then SIGKILL after this long
-FINISH_TIMEOUT_S = 60.0  # how long a quick submission may take to finish
-
 
 def cutor_bin():
     return os.environ.get("CUTOR_BIN") or DEFAULT_BIN
+
+
+def _is_sanitizer_build(path):
+    """True when the binary links the ASan runtime (GCC puts libasan.so in DT_NEEDED,
+    whose strings sit in the first pages; Clang's static runtime defines __asan_init)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1 << 20)
+    except OSError:
+        return False
+    return b"libasan.so" in head or b"__asan_init" in head
+
+
+def _slowdown():
+    value = os.environ.get("CUTOR_TEST_SLOWDOWN")
+    if value:
+        factor = float(value)
+        assert factor >= 1.0, f"CUTOR_TEST_SLOWDOWN={value!r} must be >= 1"
+        return factor
+    return 3.0 if _is_sanitizer_build(cutor_bin()) else 1.0
+
+
+# How much slower than a Debug build the binary under test is: CUTOR_TEST_SLOWDOWN, or 3
+# for a sanitizer build (ASan+UBSan run the server 2-3x slower, and a forked box inherits
+# the instrumented heap). It scales bounds on how fast cutor itself is (start-up, stop, a
+# quick job finishing, a `cutor run`, health under load), never the limits a test checks
+# are enforced (a 300 ms wall limit still means 300 ms).
+SLOWDOWN = _slowdown()
+
+
+def scaled(seconds):
+    """A bound on cutor's own speed, stretched for slow (sanitizer) builds."""
+    return seconds * SLOWDOWN
+
+
+HEALTH_TIMEOUT_S = scaled(10.0)
+STOP_GRACE_S = scaled(15.0)  # SIGTERM, then SIGKILL after this long
+FINISH_TIMEOUT_S = scaled(60.0)  # how long a quick submission may take to finish
+
+# What sanitizer builds (CMAKE_BUILD_TYPE=Asan) print on stderr: a report fails the test
+# that ran the server, whether the server went on running (UBSan, LeakSanitizer at exit)
+# or died of it.
+SANITIZER_MARKERS = (
+    "ERROR: AddressSanitizer",
+    "ERROR: LeakSanitizer",
+    "runtime error:",
+    "WARNING: ThreadSanitizer",
+)
+
+
+def sanitizer_report(text):
+    """The first sanitizer report in `text` (with some context), or None."""
+    for marker in SANITIZER_MARKERS:
+        at = text.find(marker)
+        if at >= 0:
+            return text[max(0, at - 200):at + 6000]
+    return None
 
 
 def require_binary():
@@ -333,12 +386,24 @@ class Server:
                     f"cutor serve ignored SIGTERM for {STOP_GRACE_S}s and was killed; "
                     f"output:\n{self.log_text()[-8000:]}"
                 )
+        self.assert_no_sanitizer_report()
         return p.returncode
 
     def kill9(self):
         p, self.proc = self.proc, None
         p.kill()
         p.wait(timeout=10)
+        self.assert_no_sanitizer_report()
+
+    def assert_no_sanitizer_report(self):
+        """Fails if the latest start's stderr holds an ASan, LeakSanitizer or UBSan report."""
+        try:
+            with open(self.stderr_path, "rb") as f:
+                text = f.read().decode("utf-8", "replace")
+        except OSError:
+            return
+        report = sanitizer_report(text)
+        assert report is None, f"sanitizer report in {self.stderr_path}:\n{report}"
 
     def mounts_below_data_dir(self):
         real = os.path.realpath(self.data_dir)

@@ -27,7 +27,8 @@ import time
 
 import pytest
 
-from helpers import Server, cutor_bin, processes_with_marker, submission, wait_until
+from helpers import (Server, cutor_bin, processes_with_marker, sanitizer_report, scaled,
+                     submission, wait_until)
 
 PROGRAMS = os.path.join(
     os.environ.get("CUTOR_SOURCE_DIR")
@@ -616,11 +617,13 @@ def test_kill_minus_one_reaches_only_the_box(tmp_path, server):
     victim = subprocess.Popen(["sleep", "60"])
     env = dict(os.environ, TMPDIR=str(tmp_path))
     try:
-        r = subprocess.run([cutor_bin(), "run", str(d)], capture_output=True, timeout=120, env=env)
+        r = subprocess.run([cutor_bin(), "run", str(d)], capture_output=True,
+                           timeout=scaled(120), env=env)
         assert victim.poll() is None, "a host process died"
     finally:
         victim.kill()
         victim.wait()
+    assert sanitizer_report(r.stderr.decode("utf-8", "replace")) is None, r.stderr
     sub = json.loads(r.stdout)
     assert r.returncode == 0, (r.returncode, r.stderr)
     assert verdict(sub) == ("OK", "OK", 0, None), sub["run"]
@@ -1084,7 +1087,9 @@ def test_plant_symlinks_with_cutor_run(tmp_path, canaries):
     tmpdir = tmp_path / "tmpdir"
     tmpdir.mkdir()
     env = dict(os.environ, TMPDIR=str(tmpdir))
-    r = subprocess.run([cutor_bin(), "run", str(d)], capture_output=True, timeout=120, env=env)
+    r = subprocess.run([cutor_bin(), "run", str(d)], capture_output=True, timeout=scaled(120),
+                       env=env)
+    assert sanitizer_report(r.stderr.decode("utf-8", "replace")) is None, r.stderr
     assert r.returncode == 0, (r.returncode, r.stderr, r.stdout[-2000:])
     sub = json.loads(r.stdout)
     assert verdict(sub) == ("OK", "OK", 0, None), sub["run"]

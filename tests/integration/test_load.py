@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from helpers import submission
+from helpers import scaled, submission
 from robust_helpers import (
     LONG,
     WrappedServer,
@@ -25,7 +25,10 @@ from robust_helpers import (
 )
 
 WAITERS = 3000 if LONG else 1000
-HEALTH_BOUND_S = 0.050  # SPEC §6 via issue 6: health within 50 ms under load
+# SPEC §6 via issue 6: health within 50 ms under load. Held exactly on a plain build; a
+# sanitizer build (CUTOR_TEST_SLOWDOWN) slows the server's own code and gets the scaled
+# bound (seen under ASan on 2 busy cores: median 10 ms, worst 60 ms).
+HEALTH_BOUND_S = scaled(0.050)
 
 
 @pytest.fixture
