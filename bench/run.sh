@@ -201,6 +201,9 @@ if [[ $MODE == isolated ]]; then
   row "1 sandbox" "/bin/true in cutor's isolated sandbox" "$(fmt_lat "$sb")" ""
   over=$(awk -v a="$(kv p50_ms "$sb")" -v b="$(kv p50_ms "$fork_true")" 'BEGIN{printf "%.2f", a-b}')
   row "1 sandbox" "isolated sandbox overhead (p50 - bare p50)" "$over ms" "<= 1 ms"
+  od=$(measure "$BIN/sandbox_bench" sandbox-ondemand "$SB_N" -- /bin/true)
+  row "1 sandbox" "/bin/true, box built on demand (no prepared box: Nix stages, first after idle)" \
+    "$(fmt_lat "$od")" ""
 fi
 plain=$(measure "$BIN/sandbox_bench" plain "$SB_N" -- /bin/true)
 row "1 sandbox" "/bin/true in cutor's plain (--no-isolation) runner" "$(fmt_lat "$plain")" ""
