@@ -46,12 +46,13 @@ struct BoxPlan {
   // send_box_command() here (argv, env, uid, gid, limits, stdio and workspace come from
   // it; EOF: discarded, init exits quietly). The stdio fields above are unused.
   int command_fd = -1;
-  // Scheduling: a prepared box (`background`) is built at kBackgroundNice, off the critical
-  // path (it must not take a cpu from running stages); the stage that takes it gives it the
-  // server's nice value at once (setpriority on init's pid: a box still building must not
-  // keep its stage waiting at nice 19). On demand, init keeps the nice it was born with.
-  // Init goes back to kBackgroundNice once it has reported (its exit and the namespaces'
-  // teardown are nobody's critical path).
+  // Scheduling: a prepared box (`background`) is built in the background (set_scheduling:
+  // SCHED_IDLE, kBackgroundNice), off the critical path (it must not take a cpu from running
+  // stages); the stage that takes it gives init SCHED_OTHER at the server's nice value at
+  // once (set_scheduling on init's pid: a box still building must not keep its stage
+  // waiting at idle priority, and the program inherits init's). On demand, init keeps what
+  // it was born with. Init goes back to the background once it has reported (its exit and
+  // the namespaces' teardown are nobody's critical path).
   bool background = false;
   // A fresh network namespace prepared ahead (take_prepared_net_namespace) for init to
   // enter, closed by init; -1: init unshares a new one itself.
@@ -74,6 +75,15 @@ void send_box_command(int command_socket, const BoxPlan& plan, int workspace_mou
 
 // The nice value of box work no stage waits for (building prepared boxes, tearing down).
 inline constexpr int kBackgroundNice = 19;
+
+// Sets the scheduling of thread `tid` (0: the calling thread) in one sched_setattr: with
+// `background`, SCHED_IDLE at kBackgroundNice; otherwise SCHED_OTHER at `nice`. Background
+// work is SCHED_IDLE rather than only nice 19 because a stage's task that wakes up on its
+// cpu preempts it at once (a nice-19 task may keep the cpu for the rest of its slice) and
+// the scheduler counts that cpu as idle, without an idle cpu's wake-up latency, when it
+// places a waking task. Returns 0 or the errno (leaving SCHED_IDLE needs CAP_SYS_NICE).
+// Background where sched_setattr is refused: nice kBackgroundNice alone.
+int set_scheduling(pid_t tid, bool background, int nice);
 
 // Box init from its first instruction, in the child of a fork into a fresh pid namespace
 // (start_box, or the spawner's clone). Never returns.

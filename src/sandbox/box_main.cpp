@@ -29,6 +29,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -88,11 +89,10 @@ PreparedExec prepare_exec(const BoxPlan& plan) {
   return exec;
 }
 
-// Sets this process's nice value (init is root: lowering it is allowed). Throws.
-void set_nice(int nice) {
-  if (::setpriority(PRIO_PROCESS, 0, nice) != 0)
-    throw std::system_error(errno, std::generic_category(),
-                            "setpriority(nice " + std::to_string(nice) + ")");
+// Puts this process in the background (set_scheduling). Throws.
+void become_background() {
+  if (int err = set_scheduling(0, true, kBackgroundNice); err != 0)
+    throw std::system_error(err, std::generic_category(), "sched_setattr(SCHED_IDLE)");
 }
 
 // One write of a fixed-size struct below PIPE_BUF: atomic on a pipe.
@@ -362,7 +362,7 @@ int program_main(void* arg) {
   }
   write_status(plan.status_fd, result);
   // What is left (our exit, the namespaces' teardown) is nobody's critical path.
-  ::setpriority(PRIO_PROCESS, 0, kBackgroundNice);
+  set_scheduling(0, true, kBackgroundNice);
   ::_exit(0);
 }
 
@@ -373,7 +373,7 @@ int program_main(void* arg) {
   reset_signals();
   try {
     hide_server_command_line("cutor-box-init");
-    if (plan.background) set_nice(kBackgroundNice);
+    if (plan.background) become_background();
   } catch (...) {
     write_status(plan.status_fd, status_from_exception());
     ::_exit(1);
@@ -479,6 +479,30 @@ void hide_server_command_line(const char* name) {
   std::memcpy(args, name, std::min(std::strlen(name), arg_bytes - 1));
   std::memset(reinterpret_cast<char*>(env_start), 0, env_end - env_start);
   ::prctl(PR_SET_NAME, name, 0, 0, 0);  // comm, for ps; cannot fail with a valid pointer
+}
+
+int set_scheduling(pid_t tid, bool background, int nice) {
+  // struct sched_attr of the kernel's uapi (SCHED_ATTR_SIZE_VER0), which glibc 2.36 does
+  // not declare and <linux/sched/types.h> cannot be included next to <sched.h>.
+  struct {
+    uint32_t size;
+    uint32_t sched_policy;
+    uint64_t sched_flags;
+    int32_t sched_nice;
+    uint32_t sched_priority;
+    uint64_t sched_runtime, sched_deadline, sched_period;
+  } attr = {};
+  static_assert(sizeof attr == 48);
+  attr.size = sizeof attr;
+  attr.sched_policy = background ? SCHED_IDLE : SCHED_OTHER;
+  attr.sched_nice = background ? kBackgroundNice : nice;
+  if (::syscall(SYS_sched_setattr, tid, &attr, 0) == 0) return 0;
+  const int err = errno;
+  // Where sched_setattr is refused (a seccomp policy around the server), background work
+  // is at least niced, which needs no privilege.
+  if (background && ::setpriority(PRIO_PROCESS, static_cast<id_t>(tid), kBackgroundNice) == 0)
+    return 0;
+  return err;
 }
 
 pid_t start_box(const BoxPlan& plan) {

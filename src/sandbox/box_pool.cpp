@@ -49,7 +49,7 @@ namespace {
 
 // This thread only: no stage waits for what it does.
 void lower_this_threads_priority() {
-  ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), kBackgroundNice);
+  set_scheduling(0, true, kBackgroundNice);
 }
 
 }  // namespace

@@ -24,7 +24,7 @@
 namespace cutor::sandbox {
 
 // Waits for box inits to exit and then destroys their stage cgroups, one after another on
-// its own thread (at kBackgroundNice). Thread-safe.
+// its own thread (in the background: set_scheduling). Thread-safe.
 class BoxReaper {
  public:
   BoxReaper();
@@ -70,7 +70,7 @@ class Spawner;
 // `read_only` extra mounts and the prepared network namespace `net_ns_fd` (-1: init makes
 // its own). Throws std::system_error / std::runtime_error with context; nothing is left
 // running then.
-// `background`: built at kBackgroundNice (BoxPlan::background).
+// `background`: built in the background (BoxPlan::background).
 PreparedBox start_prepared_box(Spawner* spawner, std::unique_ptr<StageCgroup> cgroup,
                                const SandboxLimits& cgroup_limits, int64_t tmp_bytes,
                                const std::vector<BindMount>& read_only, int net_ns_fd,
@@ -85,11 +85,10 @@ struct BoxPoolOptions {
   std::function<std::string()> next_cgroup_name;  // a fresh stage cgroup name per box
 };
 
-// Keeps up to `size` prepared boxes, made by a background thread at kBackgroundNice (the
-// boxes are built at that nice too; the spawner forks the
-// inits; without one the thread does, and PR_SET_PDEATHSIG ties them to it, which lives as
-// long as the pool). A box is handed out
-// once and never reused. The pool fills only while stages are being run: after
+// Keeps up to `size` prepared boxes, made by a background thread (set_scheduling); the boxes
+// are built in the background too, their inits forked by the spawner (without one by the
+// thread, and PR_SET_PDEATHSIG ties them to it, which lives as long as the pool). A box is
+// handed out once and never reused. The pool fills only while stages are being run: after
 // `idle_ms` without a take the ready boxes are discarded, so an idle server holds no box,
 // process, mount or cgroup. Thread-safe.
 class BoxPool {

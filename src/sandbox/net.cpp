@@ -15,6 +15,8 @@
 #include <system_error>
 #include <thread>
 
+#include "sandbox/box.h"
+
 namespace cutor::sandbox {
 
 void bring_up_loopback() {
@@ -72,6 +74,8 @@ class NetNamespacePool {
   }
 
   void fill() {
+    // No stage waits for a namespace being made (a box without one unshares its own).
+    set_scheduling(0, true, kBackgroundNice);
     for (;;) {
       {
         std::unique_lock lock(mutex_);

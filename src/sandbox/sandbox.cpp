@@ -365,6 +365,7 @@ class SandboxImpl : public Sandbox {
     std::optional<sandbox::PreparedBox> prepared;
     if (pool_ && spec.read_only.empty() && !on_demand) prepared = pool_->take(spec.limits);
     const bool taken_from_pool = prepared.has_value();
+    int scheduling_error = 0;
     if (!prepared) {
       // Built now, the same way: a box waiting for its command, handed it at once.
       auto cgroup =
@@ -374,12 +375,16 @@ class SandboxImpl : public Sandbox {
                                              options_.tmp_bytes, spec.read_only, net_ns.get(),
                                              /*background=*/false);
     } else {
-      // Built at background priority; from now on a stage waits for it.
-      ::setpriority(PRIO_PROCESS, static_cast<id_t>(prepared->pid), stage_nice_);
-      if (!(prepared->cgroup_limits == spec.limits)) prepared->cgroup->set_limits(spec.limits);
+      // Built in the background; from now on a stage waits for it.
+      scheduling_error = sandbox::set_scheduling(prepared->pid, false, stage_nice_);
+      if (scheduling_error == 0 && !(prepared->cgroup_limits == spec.limits))
+        prepared->cgroup->set_limits(spec.limits);
     }
     box.pid = prepared->pid;
     box.cgroup = std::move(prepared->cgroup);
+    // A box left at idle priority would run its stage only when nothing else wants a cpu:
+    // build one at the server's priority instead (this one goes to the reaper).
+    if (scheduling_error != 0) return retry_on_demand(spec, std::move(cancel));
     sandbox::ExitedThreadCpu* exited =
         box.cgroup->cpu_time_is_exact() ? nullptr : sandbox::ExitedThreadCpu::host();
     ExitedCpuTracking tracking(exited, uid);

@@ -3,6 +3,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -133,12 +134,29 @@ bool receive_request(int socket, BoxPlan& plan) {
   } catch (const std::system_error&) {
     // Only the host sees the spawner; each init hides its copy again, or fails to start.
   }
+  // Forks for prepared boxes are background work (set_scheduling): done at SCHED_IDLE, so
+  // the fork does not hold a cpu a stage wants, and the init is born there. Forks on
+  // demand, which a stage waits for, at the server's own nice value.
+  errno = 0;
+  const int own_nice = ::getpriority(PRIO_PROCESS, 0);
+  const int normal_nice = errno == 0 ? own_nice : 0;
+  bool in_background = false;
   for (;;) {
     BoxPlan plan;
     if (!receive_request(socket, plan)) ::_exit(0);
+    int scheduling_error = 0;
+    if (plan.background != in_background) {
+      scheduling_error = set_scheduling(0, plan.background, normal_nice);
+      if (scheduling_error == 0) in_background = plan.background;
+      if (plan.background) scheduling_error = 0;  // built at normal priority then: slower only
+    }
     // A fork (no stack argument: the child runs on a copy of ours) into a new pid
-    // namespace, as a sibling: the server is its parent.
-    long pid = ::syscall(SYS_clone, CLONE_PARENT | CLONE_NEWPID, 0, nullptr, nullptr, 0);
+    // namespace, as a sibling: the server is its parent. Never a box a stage waits for
+    // born at idle priority: that is refused with the errno.
+    long pid = -1;
+    errno = scheduling_error;
+    if (scheduling_error == 0)
+      pid = ::syscall(SYS_clone, CLONE_PARENT | CLONE_NEWPID, 0, nullptr, nullptr, 0);
     if (pid == 0) {
       ::close(socket);
       box_init_main(plan);

@@ -238,14 +238,15 @@ TEST_F(SandboxPoolTest, APreparedBoxGetsTheRunsIdentityLimitsAndAFreshRoot) {
       run("tr -d '\\0' </proc/1/cmdline; echo; id -un; grep -c . /etc/passwd; touch /etc/x "
           "2>/dev/null || "
           "echo etc ro; grep ' /box ' /proc/self/mounts | grep -c nosuid; hostname; "
-          "cut -d' ' -f19 /proc/self/stat");
+          "cut -d' ' -f19,41 /proc/self/stat; cut -d' ' -f41 /proc/1/stat");
   ASSERT_EQ(r.status, StageStatus::kOk) << r.stderr_data;
-  // The box was built at nice 19; its stage runs at ours.
+  // The box was built in the background (SCHED_IDLE, nice 19); its stage, init included,
+  // runs at our nice and as SCHED_OTHER (policy 0), never at idle priority.
   errno = 0;
   const int our_nice = ::getpriority(PRIO_PROCESS, 0);
   ASSERT_EQ(errno, 0);
   EXPECT_EQ(r.stdout_data,
-            "cutor-box-init\ncutor\n3\netc ro\n1\ncutor\n" + std::to_string(our_nice) + "\n");
+            "cutor-box-init\ncutor\n3\netc ro\n1\ncutor\n" + std::to_string(our_nice) + " 0\n0\n");
 
   warm_up(2);
   SandboxLimits small = default_limits();
