@@ -12,6 +12,7 @@
 #include <system_error>
 
 #include "sandbox/box.h"
+#include "sandbox/fd_passing.h"
 
 namespace cutor::sandbox {
 namespace {
@@ -35,32 +36,6 @@ struct CommandHeader {
   throw std::system_error(err, std::generic_category(), what);
 }
 
-void send_all(int socket, const char* data, size_t size) {
-  while (size > 0) {
-    ssize_t n = ::send(socket, data, size, MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) throw_errno(errno, "send the box command");
-    data += n;
-    size -= static_cast<size_t>(n);
-  }
-}
-
-// Reads exactly `size` bytes; false at EOF before the first byte.
-bool receive_all(int socket, char* data, size_t size) {
-  size_t done = 0;
-  while (done < size) {
-    ssize_t n = ::read(socket, data + done, size - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) throw_errno(errno, "read the box command");
-    if (n == 0) {
-      if (done == 0) return false;
-      throw_errno(EPROTO, "box command cut short");
-    }
-    done += static_cast<size_t>(n);
-  }
-  return true;
-}
-
 }  // namespace
 
 void send_box_command(int command_socket, const BoxPlan& plan, int workspace_mount) {
@@ -78,60 +53,28 @@ void send_box_command(int command_socket, const BoxPlan& plan, int workspace_mou
   header.limits = plan.limits;
   header.payload_bytes = payload.size();
 
-  struct iovec iov = {&header, sizeof header};
-  alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof fds)] = {};
-  struct msghdr message = {};
-  message.msg_iov = &iov;
-  message.msg_iovlen = 1;
-  message.msg_control = control;
-  message.msg_controllen = sizeof control;
-  struct cmsghdr* cmsg = CMSG_FIRSTHDR(&message);
-  cmsg->cmsg_level = SOL_SOCKET;
-  cmsg->cmsg_type = SCM_RIGHTS;
-  cmsg->cmsg_len = CMSG_LEN(sizeof fds);
-  std::memcpy(CMSG_DATA(cmsg), fds, sizeof fds);
-  ssize_t sent;
-  do sent = ::sendmsg(command_socket, &message, MSG_NOSIGNAL);
-  while (sent < 0 && errno == EINTR);
-  if (sent < 0) throw_errno(errno, "sendmsg the box command");
-  send_all(command_socket, reinterpret_cast<const char*>(&header) + sent,
-           sizeof header - static_cast<size_t>(sent));
-  send_all(command_socket, payload.data(), payload.size());
+  if (int err = send_with_fds(command_socket, &header, sizeof header, fds, kFdCount))
+    throw_errno(err, "sendmsg the box command");
+  if (int err = send_all(command_socket, payload.data(), payload.size()))
+    throw_errno(err, "send the box command");
 }
 
 bool receive_box_command(int command_socket, BoxPlan& plan, UniqueFd& workspace_mount) {
   CommandHeader header;
-  struct iovec iov = {&header, sizeof header};
-  alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int) * kFdCount)] = {};
-  struct msghdr message = {};
-  message.msg_iov = &iov;
-  message.msg_iovlen = 1;
-  message.msg_control = control;
-  message.msg_controllen = sizeof control;
-  ssize_t got;
-  do got = ::recvmsg(command_socket, &message, MSG_CMSG_CLOEXEC);
-  while (got < 0 && errno == EINTR);
-  if (got < 0) throw_errno(errno, "recvmsg the box command");
-  if (got == 0) return false;  // discarded before use
-
-  int fds[kFdCount] = {-1, -1, -1, -1};
-  struct cmsghdr* cmsg = CMSG_FIRSTHDR(&message);
-  if (cmsg != nullptr && cmsg->cmsg_level == SOL_SOCKET && cmsg->cmsg_type == SCM_RIGHTS &&
-      cmsg->cmsg_len == CMSG_LEN(sizeof fds))
-    std::memcpy(fds, CMSG_DATA(cmsg), sizeof fds);
+  int fds[kFdCount];
+  size_t fd_count = 0;
+  const int err =
+      receive_with_fds(command_socket, &header, sizeof header, fds, kFdCount, &fd_count);
+  if (err == -1) return false;  // discarded before use
+  if (err != 0) throw_errno(err, "recvmsg the box command");
   UniqueFd owned[kFdCount] = {UniqueFd(fds[0]), UniqueFd(fds[1]), UniqueFd(fds[2]),
                               UniqueFd(fds[3])};
-  if ((message.msg_flags & MSG_CTRUNC) != 0 || fds[kFdCount - 1] < 0)
-    throw_errno(EPROTO, "box command without its fds");
-  if (!receive_all(command_socket, reinterpret_cast<char*>(&header) + got,
-                   sizeof header - static_cast<size_t>(got)) &&
-      static_cast<size_t>(got) != sizeof header)
-    throw_errno(EPROTO, "box command header cut short");
+  if (fd_count != kFdCount) throw_errno(EPROTO, "box command without its fds");
   if (header.magic != kMagic || header.payload_bytes > kMaxPayload || header.argc == 0)
     throw_errno(EPROTO, "malformed box command");
 
   std::string payload(header.payload_bytes, '\0');
-  if (header.payload_bytes > 0 && !receive_all(command_socket, payload.data(), payload.size()))
+  if (receive_all(command_socket, payload.data(), payload.size()) != 0)
     throw_errno(EPROTO, "box command without its arguments");
   if (!payload.empty() && payload.back() != '\0') throw_errno(EPROTO, "box command arguments");
   std::vector<std::string> strings;

@@ -16,6 +16,7 @@
 #include <system_error>
 #include <vector>
 
+#include "sandbox/fd_passing.h"
 #include "sandbox/seccomp.h"
 
 namespace cutor::sandbox {
@@ -39,62 +40,27 @@ struct SpawnRequest {
   throw std::system_error(err, std::generic_category(), what);
 }
 
-bool read_exact(int fd, void* data, size_t size) {
-  char* at = static_cast<char*>(data);
-  size_t done = 0;
-  while (done < size) {
-    ssize_t n = ::read(fd, at + done, size - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    done += static_cast<size_t>(n);
-  }
-  return true;
-}
-
-bool write_exact(int fd, const void* data, size_t size) {
-  const char* at = static_cast<const char*>(data);
-  while (size > 0) {
-    ssize_t n = ::send(fd, at, size, MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    at += n;
-    size -= static_cast<size_t>(n);
-  }
-  return true;
-}
-
 // One request: fills `plan` (fds owned by the caller afterwards). False at EOF or on a
 // malformed request (the spawner then exits: its only peer is the server).
 bool receive_request(int socket, BoxPlan& plan) {
   SpawnRequest request;
-  struct iovec iov = {&request, sizeof request};
-  alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int) * kFdCount)] = {};
-  struct msghdr message = {};
-  message.msg_iov = &iov;
-  message.msg_iovlen = 1;
-  message.msg_control = control;
-  message.msg_controllen = sizeof control;
-  ssize_t got;
-  do got = ::recvmsg(socket, &message, MSG_CMSG_CLOEXEC);
-  while (got < 0 && errno == EINTR);
-  if (got <= 0) return false;
-  int fds[kFdCount] = {-1, -1, -1, -1};
-  struct cmsghdr* cmsg = CMSG_FIRSTHDR(&message);
-  if (cmsg != nullptr && cmsg->cmsg_level == SOL_SOCKET && cmsg->cmsg_type == SCM_RIGHTS) {
-    const size_t count = (cmsg->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    std::memcpy(fds, CMSG_DATA(cmsg), std::min<size_t>(count, kFdCount) * sizeof(int));
-  }
-  if (!read_exact(socket, reinterpret_cast<char*>(&request) + got,
-                  sizeof request - static_cast<size_t>(got)) ||
-      request.magic != kMagic || request.payload_bytes > kMaxPayload)
+  int fds[kFdCount];
+  size_t fd_count = 0;
+  if (receive_with_fds(socket, &request, sizeof request, fds, kFdCount, &fd_count) != 0)
     return false;
+  if (request.magic != kMagic || request.payload_bytes > kMaxPayload ||
+      (request.fd_mask >> kFdCount) != 0 ||
+      static_cast<size_t>(__builtin_popcount(request.fd_mask)) != fd_count) {
+    for (size_t i = 0; i < fd_count; ++i) ::close(fds[i]);
+    return false;
+  }
   // The fds arrive in mask order, packed.
   int packed = 0;
   int slot[kFdCount] = {-1, -1, -1, -1};
   for (int i = 0; i < kFdCount; ++i)
     if ((request.fd_mask & (1u << i)) != 0) slot[i] = fds[packed++];
   std::string payload(request.payload_bytes, '\0');
-  if (!payload.empty() && !read_exact(socket, payload.data(), payload.size())) return false;
+  if (receive_all(socket, payload.data(), payload.size()) != 0) return false;
   std::vector<std::string> strings;
   for (size_t at = 0; at < payload.size();) {
     size_t end = payload.find('\0', at);
@@ -164,7 +130,7 @@ bool receive_request(int socket, BoxPlan& plan) {
     int32_t reply = pid > 0 ? static_cast<int32_t>(pid) : -errno;
     for (int fd : {plan.sync_fd, plan.status_fd, plan.command_fd, plan.net_ns_fd})
       if (fd >= 0) ::close(fd);
-    if (!write_exact(socket, &reply, sizeof reply)) ::_exit(0);
+    if (send_all(socket, &reply, sizeof reply) != 0) ::_exit(0);
   }
 }
 
@@ -214,30 +180,14 @@ pid_t Spawner::spawn(const BoxPlan& plan) {
     fds[count++] = wanted[i];
   }
 
-  struct iovec iov = {&request, sizeof request};
-  alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int) * kFdCount)] = {};
-  struct msghdr message = {};
-  message.msg_iov = &iov;
-  message.msg_iovlen = 1;
-  message.msg_control = control;
-  message.msg_controllen = CMSG_SPACE(sizeof(int) * count);
-  struct cmsghdr* cmsg = CMSG_FIRSTHDR(&message);
-  cmsg->cmsg_level = SOL_SOCKET;
-  cmsg->cmsg_type = SCM_RIGHTS;
-  cmsg->cmsg_len = CMSG_LEN(sizeof(int) * count);
-  std::memcpy(CMSG_DATA(cmsg), fds, sizeof(int) * count);
-
   std::lock_guard lock(mutex_);
-  ssize_t sent;
-  do sent = ::sendmsg(socket_.get(), &message, MSG_NOSIGNAL);
-  while (sent < 0 && errno == EINTR);
-  if (sent < 0) throw_errno(errno, "sendmsg to the box spawner");
-  if (!write_exact(socket_.get(), reinterpret_cast<const char*>(&request) + sent,
-                   sizeof request - static_cast<size_t>(sent)) ||
-      !write_exact(socket_.get(), payload.data(), payload.size()))
+  if (int err =
+          send_with_fds(socket_.get(), &request, sizeof request, fds, static_cast<size_t>(count)))
+    throw_errno(err, "sendmsg to the box spawner");
+  if (send_all(socket_.get(), payload.data(), payload.size()) != 0)
     throw_errno(EPIPE, "send to the box spawner");
   int32_t reply = 0;
-  if (!read_exact(socket_.get(), &reply, sizeof reply))
+  if (receive_all(socket_.get(), &reply, sizeof reply) != 0)
     throw_errno(EPIPE, "read the box spawner's reply (spawner gone)");
   if (reply <= 0) throw_errno(-reply, "the box spawner's clone(CLONE_PARENT|CLONE_NEWPID)");
   return reply;
