@@ -741,25 +741,7 @@ bool SqliteSubmissionStore::set_status(const std::string& id, SubmissionStatus s
 }
 
 bool SqliteSubmissionStore::set_stage(const std::string& id, Stage stage, const StageResult& r) {
-  SubmissionStatus status;
-  {
-    std::lock_guard lock(writer_mu_);
-    Connection& c = *writer_;
-    Transaction tx(c, Transaction::Kind::kWrite);
-    int64_t seq = 0;
-    {
-      Query q(c.statement("find unfinished",
-                          "SELECT seq, status FROM submissions WHERE id = ?1 AND status != 5"));
-      q.bind(1, id);
-      if (!q.step()) return false;
-      seq = q.int64(0);
-      status = enum_from_db<SubmissionStatus>(q.int64(1), 5, "status");
-    }
-    write_stage(c, seq, stage, r);
-    tx.commit();
-  }
-  notify_listeners(id, status);
-  return true;
+  return advance(id, std::nullopt, {{stage, r}});
 }
 
 bool SqliteSubmissionStore::advance(const std::string& id, std::optional<SubmissionStatus> status,
