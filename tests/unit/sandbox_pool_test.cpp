@@ -22,22 +22,14 @@
 
 #include "sandbox/sandbox.h"
 #include "sandbox/workspace.h"
+#include "sandbox_test_util.h"
 
 namespace cutor {
 namespace {
 
 namespace fs = std::filesystem;
 
-std::string read_file(const std::string& path) {
-  std::string text;
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return text;
-  char buf[4096];
-  ssize_t n;
-  while ((n = ::read(fd, buf, sizeof buf)) > 0) text.append(buf, static_cast<size_t>(n));
-  ::close(fd);
-  return text;
-}
+using testing_util::read_file;
 
 // Children of this process (any thread's), with their command lines.
 std::vector<std::pair<pid_t, std::string>> children() {

@@ -20,6 +20,7 @@
 
 #include "sandbox/sandbox.h"
 #include "sandbox/workspace.h"
+#include "sandbox_test_util.h"
 
 namespace cutor {
 namespace {
@@ -44,17 +45,7 @@ SandboxLimits default_limits() {
   return l;
 }
 
-// read(2) rather than iostreams: /proc files of exiting processes fail mid-read.
-std::string read_file(const std::string& path) {
-  std::string text;
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return text;
-  char buf[4096];
-  ssize_t n;
-  while ((n = ::read(fd, buf, sizeof buf)) > 0) text.append(buf, static_cast<size_t>(n));
-  ::close(fd);
-  return text;
-}
+using testing_util::read_file;
 
 // True when some process on the host has `marker` in its command line.
 bool process_with_marker_exists(const std::string& marker) {
