@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -239,3 +240,60 @@ def test_serve_json_logs_are_json_lines(make_server):
     assert lines, "no log lines at all"
     for ln in lines:
         assert isinstance(json.loads(ln), dict), ln
+
+
+def box_inits_below(pid):
+    """Box inits (comm cutor-box-init) among the children of process `pid`."""
+    found = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                kids = f.read().split()
+        except OSError:
+            continue
+        for kid in kids:
+            try:
+                with open(f"/proc/{kid}/comm") as f:
+                    if f.read().strip() == "cutor-box-init":
+                        found.append(int(kid))
+            except OSError:
+                pass
+    return found
+
+
+def wait_for(predicate, seconds):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
+
+
+@pytest.mark.parametrize("prepared", [0, 2])
+def test_serve_prepared_boxes(make_server, prepared):
+    """--prepared-boxes N keeps N boxes built ahead while stages run (0: none), and drops
+    them when the server is idle; runs are the same either way."""
+    srv = make_server(["--workers", "1", "--prepared-boxes", str(prepared)])
+    for i in range(3):
+        sub = srv.client.run({"files": [{"name": "run.sh", "content": f"echo run-{i}"}]})
+        assert sub["result"] == "OK" and sub["run"]["stdout"] == f"run-{i}\n", sub
+    pid = srv.proc.pid
+    if prepared:
+        assert wait_for(lambda: len(box_inits_below(pid)) == prepared, scaled(5)), \
+            f"{box_inits_below(pid)} box inits ready after runs, expected {prepared}"
+    else:
+        assert not wait_for(lambda: box_inits_below(pid) != [], 0.3), \
+            f"box inits built ahead with --prepared-boxes 0: {box_inits_below(pid)}"
+    # Idle: the ready boxes are dropped (0.5 s after the last take).
+    assert wait_for(lambda: box_inits_below(pid) == [], scaled(5)), \
+        f"box inits still there when idle: {box_inits_below(pid)}"
+
+
+def test_serve_refuses_too_many_prepared_boxes(tmp_path):
+    proc = subprocess.run([require_binary(), "serve", "--data", str(tmp_path / "d"),
+                           "--prepared-boxes", "65", "--listen", "127.0.0.1:0"],
+                          capture_output=True, text=True, timeout=scaled(30))
+    assert proc.returncode != 0
+    assert "--prepared-boxes" in proc.stderr + proc.stdout
+    assert not (tmp_path / "d" / "cutor.db").exists()
