@@ -282,9 +282,9 @@ def test_serve_prepared_boxes(make_server, prepared):
     if prepared:
         assert wait_for(lambda: len(box_inits_below(pid)) == prepared, scaled(5)), \
             f"{box_inits_below(pid)} box inits ready after runs, expected {prepared}"
-    else:
-        assert not wait_for(lambda: box_inits_below(pid) != [], 0.3), \
-            f"box inits built ahead with --prepared-boxes 0: {box_inits_below(pid)}"
+    # With 0 the only inits are those of finished stages, still being torn down after the
+    # answer (a process alone cannot tell them from ready ones; the unit test
+    # SandboxPoolTest.WithoutPreparedBoxesNothingWaits checks that nothing is built ahead).
     # Idle: the ready boxes are dropped (0.5 s after the last take).
     assert wait_for(lambda: box_inits_below(pid) == [], scaled(5)), \
         f"box inits still there when idle: {box_inits_below(pid)}"
