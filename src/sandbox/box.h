@@ -54,8 +54,9 @@ struct BoxPlan {
   // it was born with. Init goes back to the background once it has reported (its exit and
   // the namespaces' teardown are nobody's critical path).
   bool background = false;
-  // A fresh network namespace prepared ahead (take_prepared_net_namespace) for init to
-  // enter, closed by init; -1: init unshares a new one itself.
+  // A network namespace prepared ahead (take_prepared_net_namespace: new, or lent again
+  // after a check that it is as new) for init to enter, closed by init; -1: init unshares
+  // a new one itself.
   int net_ns_fd = -1;
   // The seccomp filter, compiled once in the supervisor (seccomp_filter_program()); null:
   // compiled in the box.

@@ -37,10 +37,10 @@ BoxReaper::~BoxReaper() {
   thread_.join();
 }
 
-void BoxReaper::adopt(pid_t init, std::unique_ptr<StageCgroup> cgroup) {
+void BoxReaper::adopt(pid_t init, std::unique_ptr<StageCgroup> cgroup, LentNetNamespace net) {
   {
     std::lock_guard lock(mutex_);
-    queue_.emplace_back(init, std::move(cgroup));
+    queue_.push_back({init, std::move(cgroup), std::move(net)});
   }
   wake_.notify_one();
 }
@@ -57,7 +57,7 @@ void lower_this_threads_priority() {
 void BoxReaper::loop() {
   lower_this_threads_priority();
   for (;;) {
-    std::pair<pid_t, std::unique_ptr<StageCgroup>> item;
+    Adopted item;
     {
       std::unique_lock lock(mutex_);
       wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
@@ -65,13 +65,16 @@ void BoxReaper::loop() {
       item = std::move(queue_.front());
       queue_.pop_front();
     }
-    if (item.first > 0) {
+    if (item.init > 0) {
       // Init exits right after its report (or was killed); its exit includes the kernel's
       // teardown of the namespaces it was the last user of.
-      while (::waitpid(item.first, nullptr, __WALL) < 0 && errno == EINTR) {
+      while (::waitpid(item.init, nullptr, __WALL) < 0 && errno == EINTR) {
       }
     }
-    item.second.reset();  // kills what is left in the cgroup (nothing, normally), removes it
+    item.cgroup.reset();  // kills what is left in the cgroup (nothing, normally), removes it
+    // Init was the box's pid 1: with it reaped, no process of the box is left to hold a
+    // socket of its network namespace.
+    return_net_namespace(std::move(item.net));
   }
 }
 
@@ -124,7 +127,7 @@ void BoxPool::refill() {
 
 void BoxPool::discard(PreparedBox box) {
   ::syscall(SYS_pidfd_send_signal, box.pidfd.get(), SIGKILL, nullptr, 0);
-  reaper_.adopt(box.pid, std::move(box.cgroup));
+  reaper_.adopt(box.pid, std::move(box.cgroup), std::move(box.net));
 }
 
 void BoxPool::loop() {
@@ -182,12 +185,12 @@ PreparedBox BoxPool::make_box() {
   return start_prepared_box(
       options_.spawner,
       create_stage_cgroup(options_.cgroup_parent, options_.next_cgroup_name(), limits), limits,
-      options_.tmp_bytes, {}, -1, /*background=*/true);
+      options_.tmp_bytes, {}, take_prepared_net_namespace(), /*background=*/true);
 }
 
 PreparedBox start_prepared_box(Spawner* spawner, std::unique_ptr<StageCgroup> cgroup,
                                const SandboxLimits& cgroup_limits, int64_t tmp_bytes,
-                               const std::vector<BindMount>& read_only, int net_ns_fd,
+                               const std::vector<BindMount>& read_only, LentNetNamespace net,
                                bool background) {
   PreparedBox box;
   box.cgroup = std::move(cgroup);
@@ -207,7 +210,7 @@ PreparedBox start_prepared_box(Spawner* spawner, std::unique_ptr<StageCgroup> cg
   BoxPlan plan;
   plan.tmp_bytes = tmp_bytes;
   plan.read_only = read_only;
-  plan.net_ns_fd = net_ns_fd;
+  plan.net_ns_fd = net ? net_namespace_fd(*net) : -1;
   plan.background = background;
   plan.sync_fd = sync.read.get();
   plan.status_fd = status.write.get();
@@ -253,6 +256,7 @@ PreparedBox start_prepared_box(Spawner* spawner, std::unique_ptr<StageCgroup> cg
   }
   box.command = std::move(command_ours);
   box.status = std::move(status.read);
+  box.net = std::move(net);
   return box;
 }
 

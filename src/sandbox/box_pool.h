@@ -20,6 +20,7 @@
 #include "sandbox/box.h"
 #include "sandbox/cgroup.h"
 #include "sandbox/fd.h"
+#include "sandbox/net.h"
 
 namespace cutor::sandbox {
 
@@ -36,15 +37,21 @@ class BoxReaper {
 
   // Takes over a box init of this process that has reported (its namespace is empty) or was
   // SIGKILLed: reaps it (`init` -1: reaped already), then destroys `cgroup` (killing what is
-  // left in it, removing it). Never blocks.
-  void adopt(pid_t init, std::unique_ptr<StageCgroup> cgroup);
+  // left in it, removing it) and returns the box's network namespace `net` (if it had a
+  // lent one) to be checked and lent again. Never blocks.
+  void adopt(pid_t init, std::unique_ptr<StageCgroup> cgroup, LentNetNamespace net = nullptr);
 
  private:
   void loop();
 
   std::mutex mutex_;
   std::condition_variable wake_;
-  std::deque<std::pair<pid_t, std::unique_ptr<StageCgroup>>> queue_;
+  struct Adopted {
+    pid_t init = -1;
+    std::unique_ptr<StageCgroup> cgroup;
+    LentNetNamespace net;
+  };
+  std::deque<Adopted> queue_;
   bool stopping_ = false;
   std::thread thread_;
 };
@@ -58,6 +65,7 @@ struct PreparedBox {
   UniqueFd command;  // send_box_command here
   UniqueFd status;   // read end of the box's status pipe
   std::unique_ptr<StageCgroup> cgroup;
+  LentNetNamespace net;         // the namespace init entered (null: init made its own)
   SandboxLimits cgroup_limits;  // what `cgroup` is set to (a guess for a pool's box)
   int64_t started_ns = 0;       // CLOCK_MONOTONIC just before init's fork
 };
@@ -67,13 +75,13 @@ class Spawner;
 // Starts a box that waits for its command (BoxPlan::command_fd), forked by `spawner` (null:
 // by the calling thread, start_box), places it in `cgroup` (set to `cgroup_limits`) and lets
 // it build the box, with
-// `read_only` extra mounts and the prepared network namespace `net_ns_fd` (-1: init makes
-// its own). Throws std::system_error / std::runtime_error with context; nothing is left
-// running then.
-// `background`: built in the background (BoxPlan::background).
+// `read_only` extra mounts and the prepared network namespace `net` (null: init makes its
+// own; the box keeps it until the reaper returns it). Throws std::system_error / std::runtime_error
+// with context; nothing is left running then. `background`: built in the background
+// (BoxPlan::background).
 PreparedBox start_prepared_box(Spawner* spawner, std::unique_ptr<StageCgroup> cgroup,
                                const SandboxLimits& cgroup_limits, int64_t tmp_bytes,
-                               const std::vector<BindMount>& read_only, int net_ns_fd,
+                               const std::vector<BindMount>& read_only, LentNetNamespace net,
                                bool background);
 
 struct BoxPoolOptions {

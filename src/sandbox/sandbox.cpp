@@ -251,7 +251,7 @@ struct StartedBox {
   explicit StartedBox(sandbox::BoxReaper& reaper) : reaper(reaper) {}
   ~StartedBox() {
     if (pid > 0) ::kill(pid, SIGKILL);
-    if (pid > 0 || cgroup) reaper.adopt(pid, std::move(cgroup));
+    if (pid > 0 || cgroup || net) reaper.adopt(pid, std::move(cgroup), std::move(net));
   }
   StartedBox(const StartedBox&) = delete;
   StartedBox& operator=(const StartedBox&) = delete;
@@ -259,6 +259,7 @@ struct StartedBox {
   sandbox::BoxReaper& reaper;
   pid_t pid = -1;
   std::unique_ptr<sandbox::StageCgroup> cgroup;
+  sandbox::LentNetNamespace net;
 };
 
 class SandboxImpl : public Sandbox {
@@ -370,10 +371,9 @@ class SandboxImpl : public Sandbox {
       // Built now, the same way: a box waiting for its command, handed it at once.
       auto cgroup =
           sandbox::create_stage_cgroup(options_.cgroup_parent, unique_stage_name(), spec.limits);
-      UniqueFd net_ns = sandbox::take_prepared_net_namespace();
-      prepared = sandbox::start_prepared_box(spawner_.get(), std::move(cgroup), spec.limits,
-                                             options_.tmp_bytes, spec.read_only, net_ns.get(),
-                                             /*background=*/false);
+      prepared = sandbox::start_prepared_box(
+          spawner_.get(), std::move(cgroup), spec.limits, options_.tmp_bytes, spec.read_only,
+          sandbox::take_prepared_net_namespace(), /*background=*/false);
     } else {
       // Built in the background; from now on a stage waits for it.
       scheduling_error = sandbox::set_scheduling(prepared->pid, false, stage_nice_);
@@ -382,6 +382,7 @@ class SandboxImpl : public Sandbox {
     }
     box.pid = prepared->pid;
     box.cgroup = std::move(prepared->cgroup);
+    box.net = std::move(prepared->net);
     // A box left at idle priority would run its stage only when nothing else wants a cpu:
     // build one at the server's priority instead (this one goes to the reaper).
     if (scheduling_error != 0) return retry_on_demand(spec, std::move(cancel));

@@ -135,6 +135,10 @@ def leak_server(tmp_path_factory):
 def normalize_fd(target):
     # socket:[1234] -> socket, pipe:[99] -> pipe, net:[4026532179] -> net (a prepared
     # network namespace is replaced by a fresh one after use); anon_inode:[eventfd] stays.
+    # A prepared namespace's /proc/net views (the files its reuse check reads) are opened
+    # through the pool thread's /proc/<pid>/task/<tid>/net/, which proc shows as
+    # "(deleted)" once that thread has left the namespace: the same fd either way.
+    target = re.sub(r"^(/proc/\d+/task/\d+/net/[a-z0-9_]+) \(deleted\)$", r"\1", target)
     return re.sub(r"^(socket|pipe|net):\[\d+\]$", r"\1", target)
 
 
