@@ -1,6 +1,7 @@
 #include "sandbox/mnt.h"
 
 #include <fcntl.h>
+#include <sched.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -19,6 +20,13 @@ namespace {
 // mount namespace, so every box can share the one (host-side empty) directory.
 constexpr const char* kNewRootParent = "/run/cutor";
 constexpr const char* kNewRoot = "/run/cutor/box-root";
+// Where prepare_box_templates mounts its tmpfs, in the spawner's own mount namespace.
+constexpr const char* kTemplates = "/run/cutor/box-templates";
+// Inside the box: the per-box passwd and group the template's /etc links to.
+constexpr const char* kBoxUserDir = "/run/cutor";
+
+// Set in the spawner by prepare_box_templates, and so in every init cloned from it.
+bool templates_ready = false;
 
 [[noreturn]] void throw_errno(const std::string& what) {
   throw std::system_error(errno, std::generic_category(), what);
@@ -34,11 +42,14 @@ void make_dir(const std::string& path, mode_t mode) {
   if (::mkdir(path.c_str(), mode) != 0 && errno != EEXIST) throw_errno("mkdir " + path);
 }
 
-// mkdir -p of `path` (absolute, inside the new root being built).
+// mkdir -p of `path` (absolute, inside the new root being built). Parents are made only
+// when `path` cannot be (ENOENT): one mkdir when the parent exists, as it nearly always
+// does, rather than one per component from / (80 failing mkdirs per box).
 void make_dirs(const std::string& path, mode_t mode) {
-  for (size_t slash = path.find('/', 1); slash != std::string::npos;
-       slash = path.find('/', slash + 1))
-    make_dir(path.substr(0, slash), mode);
+  if (::mkdir(path.c_str(), mode) == 0 || errno == EEXIST) return;
+  const size_t slash = path.rfind('/');
+  if (errno != ENOENT || slash == std::string::npos || slash == 0) throw_errno("mkdir " + path);
+  make_dirs(path.substr(0, slash), mode);
   make_dir(path, mode);
 }
 
@@ -199,14 +210,11 @@ void build_etc(const std::string& root) {
   write_file(etc + "/hostname", "cutor\n");
 }
 
-// /dev: a small tmpfs with the harmless character devices (made with mknod as the host's
-// numbers: we are root in the host's user namespace, and a bind mount per device costs two
-// mount syscalls), the usual links into /proc/self/fd and a /dev/shm; read-only afterwards.
-void build_dev(const std::string& root, int64_t shm_bytes) {
-  const std::string dev = root + "/dev";
-  make_dir(dev, 0755);
-  mount_or_throw("cutor-dev", dev, "tmpfs", MS_NOSUID | MS_NOEXEC,
-                 "size=64k,nr_inodes=64,mode=0755", "mount tmpfs " + dev);
+// The harmless character devices of /dev (made with mknod as the host's numbers: we are
+// root in the host's user namespace, and a bind mount per device costs two mount syscalls)
+// and the usual links into /proc/self/fd, in the directory `dev` (on a filesystem without
+// nodev), with the mount point of /dev/shm.
+void make_dev_nodes(const std::string& dev) {
   for (const char* name : {"null", "zero", "full", "random", "urandom", "tty"}) {
     std::string host_path = std::string("/dev/") + name;
     struct stat st;
@@ -215,7 +223,6 @@ void build_dev(const std::string& root, int64_t shm_bytes) {
       errno = ENODEV;
       throw_errno("host device " + host_path);
     }
-    // The tmpfs has no MS_NODEV (device nodes must work); nosuid and noexec still apply.
     const std::string node = dev + "/" + name;
     const mode_t mode = st.st_mode & 0777;  // the host's (0666); chmod since umask applies
     if (::mknod(node.c_str(), S_IFCHR | mode, st.st_rdev) != 0) throw_errno("mknod " + node);
@@ -229,15 +236,75 @@ void build_dev(const std::string& root, int64_t shm_bytes) {
     std::string link = dev + "/" + name;
     if (::symlink(to, link.c_str()) != 0) throw_errno("symlink " + link);
   }
+  make_dir(dev + "/shm", 01777);
+}
+
+// /dev: the nodes (the spawner's template bound, or a small tmpfs of our own) and a fresh
+// /dev/shm; read-only but for /dev/shm.
+void build_dev(const std::string& root, int64_t shm_bytes) {
+  const std::string dev = root + "/dev";
+  make_dir(dev, 0755);
+  if (templates_ready) {
+    // The spawner's nodes, bound read-only (devices allowed: no MS_NODEV).
+    mount_or_throw((std::string(kTemplates) + "/dev").c_str(), dev, nullptr, MS_BIND, "",
+                   "mount --bind the /dev template " + dev);
+    mount_or_throw(nullptr, dev, nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NOEXEC,
+                   "", "remount " + dev + " read-only");
+  } else {
+    mount_or_throw("cutor-dev", dev, "tmpfs", MS_NOSUID | MS_NOEXEC,
+                   "size=64k,nr_inodes=64,mode=0755", "mount tmpfs " + dev);
+    make_dev_nodes(dev);
+  }
   const std::string shm = dev + "/shm";
-  make_dir(shm, 01777);
   mount_or_throw("cutor-shm", shm, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
                  "size=" + std::to_string(shm_bytes) + ",mode=1777", "mount tmpfs " + shm);
-  mount_or_throw(nullptr, dev, nullptr, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC, "",
-                 "remount " + dev + " read-only");
+  if (!templates_ready)
+    mount_or_throw(nullptr, dev, nullptr, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC, "",
+                   "remount " + dev + " read-only");
+}
+
+// The box's /etc: the spawner's template bound read-only (with its own read-only binds),
+// or built here.
+void mount_etc(const std::string& root) {
+  if (!templates_ready) {
+    build_etc(root);
+    return;
+  }
+  const std::string etc = root + "/etc";
+  make_dir(etc, 0755);
+  mount_or_throw((std::string(kTemplates) + "/etc").c_str(), etc, nullptr, MS_BIND | MS_REC, "",
+                 "mount --rbind the /etc template " + etc);
+  mount_or_throw(nullptr, etc, nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, "",
+                 "remount " + etc + " read-only");
+  make_dirs(root + kBoxUserDir, 0755);
 }
 
 }  // namespace
+
+bool prepare_box_templates() {
+  try {
+    if (::unshare(CLONE_NEWNS) != 0) throw_errno("unshare(CLONE_NEWNS) for the box templates");
+    mount_or_throw(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, "",
+                   "make / private (MS_REC|MS_PRIVATE)");
+    make_dirs(kTemplates, 0755);
+    // No MS_NODEV: /dev's nodes must work through the boxes' binds.
+    mount_or_throw("cutor-templates", kTemplates, "tmpfs", MS_NOSUID | MS_NOEXEC,
+                   "size=4m,nr_inodes=1024,mode=0755", std::string("mount tmpfs ") + kTemplates);
+    const std::string root = kTemplates;
+    build_etc(root);
+    for (const char* name : {"passwd", "group"}) {
+      const std::string link = root + "/etc/" + name;
+      const std::string to = std::string(kBoxUserDir) + "/" + name;
+      if (::symlink(to.c_str(), link.c_str()) != 0) throw_errno("symlink " + link);
+    }
+    make_dir(root + "/dev", 0755);
+    make_dev_nodes(root + "/dev");
+    templates_ready = true;
+  } catch (const std::system_error&) {
+    templates_ready = false;  // every init builds its own /etc and /dev
+  }
+  return templates_ready;
+}
 
 void build_box_base(const BoxPlan& plan) {
   // Nothing done below may propagate to the host's mount table.
@@ -253,7 +320,7 @@ void build_box_base(const BoxPlan& plan) {
 
   for (const char* path : {"/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32"})
     mirror_base_path(root, path);
-  build_etc(root);
+  mount_etc(root);
 
   for (const BindMount& extra : plan.read_only) {
     if (extra.host_path.empty() || extra.host_path[0] != '/' || extra.box_path.empty() ||
@@ -299,10 +366,11 @@ void finish_box_filesystem(const BoxPlan& plan, int workspace_mount) {
   const std::string gid = std::to_string(plan.gid);
   // The box user comes first so a lookup by uid names it `cutor` even when it shares a
   // number with a well-known user.
-  write_file("/etc/passwd", "cutor:x:" + uid + ":" + gid + ":cutor:" + box +
-                                ":/bin/sh\nroot:x:0:0:root:/root:/bin/sh\n"
-                                "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n");
-  write_file("/etc/group", "cutor:x:" + gid + ":\nroot:x:0:\nnogroup:x:65534:\n");
+  const std::string users = templates_ready ? kBoxUserDir : "/etc";
+  write_file(users + "/passwd", "cutor:x:" + uid + ":" + gid + ":cutor:" + box +
+                                    ":/bin/sh\nroot:x:0:0:root:/root:/bin/sh\n"
+                                    "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n");
+  write_file(users + "/group", "cutor:x:" + gid + ":\nroot:x:0:\nnogroup:x:65534:\n");
   mount_or_throw(nullptr, "/", nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, "",
                  "remount / read-only");
 }

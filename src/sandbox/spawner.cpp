@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "sandbox/fd_passing.h"
+#include "sandbox/mnt.h"
 #include "sandbox/seccomp.h"
 
 namespace cutor::sandbox {
@@ -100,6 +101,10 @@ bool receive_request(int socket, BoxPlan& plan) {
   } catch (const std::system_error&) {
     // Only the host sees the spawner; each init hides its copy again, or fails to start.
   }
+  // The parts of a box's filesystem every box shares, built once in a mount namespace of
+  // the spawner's own (every init starts from a copy of it). Without them, inits build
+  // their own.
+  prepare_box_templates();
   // Forks for prepared boxes are background work (set_scheduling): done at SCHED_IDLE, so
   // the fork does not hold a cpu a stage wants, and the init is born there. Forks on
   // demand, which a stage waits for, at the server's own nice value.

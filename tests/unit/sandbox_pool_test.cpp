@@ -223,6 +223,31 @@ TEST_F(SandboxPoolTest, ADaemonLeftBehindIsDeadWhenRunReturns) {
   }
 }
 
+// Boxes forked by the spawner bind its /etc and /dev templates read-only: the same files a
+// box builds for itself, /etc/passwd naming this box's user through the link, devices that
+// work, a writable /dev/shm of the box's own; and nothing a box does reaches the next.
+TEST_F(SandboxPoolTest, SpawnedBoxesShareReadOnlyEtcAndDevTemplates) {
+  start(2);
+  warm_up(2);
+  StageResult r =
+      run("grep ' /etc \\| /dev ' /proc/self/mounts | cut -d' ' -f1,2,4 | cut -d, -f1; "
+          "readlink /etc/passwd; grep -c \"^cutor:x:$(id -u):\" /etc/passwd; id -gn; "
+          "cat /etc/hostname; test -s /etc/ld.so.cache && echo cache; "
+          "for p in /etc/x /etc/passwd /dev/x /run/cutor/passwd /run/cutor/x; do "
+          "(echo x >$p) 2>/dev/null && echo wrote $p; done; "
+          "head -c 3 /dev/zero | od -An -c | tr -d ' '; echo x >/dev/null && echo null ok; "
+          "echo shm >/dev/shm/mine && cat /dev/shm/mine; ls /dev | tr '\\n' ' '");
+  ASSERT_EQ(r.status, StageStatus::kOk) << r.stderr_data;
+  EXPECT_EQ(r.stdout_data,
+            "cutor-templates /etc ro\ncutor-templates /dev ro\n/run/cutor/passwd\n1\ncutor\n"
+            "cutor\ncache\n\\0\\0\\0\nnull ok\nshm\n"
+            "fd full null random shm stderr stdin stdout tty urandom zero ");
+  warm_up(2);
+  r = run("ls /dev/shm; cat /etc/passwd | head -1 | cut -d: -f1");
+  ASSERT_EQ(r.status, StageStatus::kOk) << r.stderr_data;
+  EXPECT_EQ(r.stdout_data, "cutor\n") << "the last box's /dev/shm reached this one";
+}
+
 TEST_F(SandboxPoolTest, APreparedBoxGetsTheRunsIdentityLimitsAndAFreshRoot) {
   start(2);
   warm_up(2);
