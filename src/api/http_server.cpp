@@ -1,6 +1,7 @@
 #include "api/http_server.h"
 
 #include <fmt/format.h>
+#include <pthread.h>
 #include <spdlog/spdlog.h>
 
 #include <atomic>
@@ -266,7 +267,10 @@ void HttpServer::Impl::start() {
   });
   asio::co_spawn(acceptor->get_executor(), accept_loop(), asio::detached);
   for (int i = 0; i < std::max(1, config.http_threads); ++i)
-    threads.emplace_back([this] { ioc->run(); });
+    threads.emplace_back([this] {
+      ::pthread_setname_np(::pthread_self(), "cutor-http");
+      ioc->run();
+    });
   spdlog::info("http: listening on {}:{}", host, bound_port.load());
 }
 

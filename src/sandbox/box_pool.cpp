@@ -1,6 +1,7 @@
 #include "sandbox/box_pool.h"
 
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -55,6 +56,7 @@ void lower_this_threads_priority() {
 }  // namespace
 
 void BoxReaper::loop() {
+  ::pthread_setname_np(::pthread_self(), "cutor-reaper");
   lower_this_threads_priority();
   for (;;) {
     Adopted item;
@@ -131,6 +133,7 @@ void BoxPool::discard(PreparedBox box) {
 }
 
 void BoxPool::loop() {
+  ::pthread_setname_np(::pthread_self(), "cutor-boxpool");
   lower_this_threads_priority();
   const int64_t idle_ns = options_.idle_ms * 1'000'000;
   std::unique_lock lock(mutex_);

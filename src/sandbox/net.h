@@ -17,10 +17,10 @@ void bring_up_loopback();
 // cpu (device and sysctl registration) and destroying it as much again in kernel workers
 // plus an expedited RCU grace period; at hundreds of stages a second that is a fifth of
 // the host's cpu. So a namespace comes back after its box (return_net_namespace) and is
-// lent again only if it is exactly as it was new: every /proc/net view of it (lo's
-// counters, the SNMP and netstat counters, every socket table: TCP with its TIME_WAIT
-// entries, UDP, raw, unix with its abstract names, packet, ICMP, IPv6 flow labels,
-// multicast memberships) reads byte for byte what it read when it was made. A box that
+// lent again only if it is exactly as it was new: its /proc/net views (lo's counters, the
+// SNMP, SNMP6 and netstat counters, the count of its sockets of every family and of TCP's
+// TIME_WAIT ones, IPv6 flow labels, multicast memberships) read byte for byte what they
+// read when it was made. A box that
 // sent a single packet on lo, left a socket behind (in flight in a unix socket, lingering,
 // in TIME_WAIT) or bumped any counter (a refused connect counts) makes its namespace be
 // destroyed instead. What a box can change in a network namespace without privilege shows
