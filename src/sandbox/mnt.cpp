@@ -23,7 +23,7 @@ constexpr const char* kNewRoot = "/run/cutor/box-root";
 // Where prepare_box_templates mounts its tmpfs, in the spawner's own mount namespace.
 constexpr const char* kTemplates = "/run/cutor/box-templates";
 // Inside the box: the per-box passwd and group the template's /etc links to.
-constexpr const char* kBoxUserDir = "/run/cutor";
+constexpr const char* kBoxUserDir = "/.cutor";
 
 // Set in the spawner by prepare_box_templates, and so in every init cloned from it.
 bool templates_ready = false;

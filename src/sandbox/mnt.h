@@ -9,7 +9,7 @@ namespace cutor::sandbox {
 // Called once by the box spawner (spawner.h) before it forks any init: gives the spawner a
 // private mount namespace holding a small tmpfs with the parts of a box's filesystem that
 // are the same for every box, built once: /etc (the host files build_box_base would copy,
-// with passwd and group as links to /run/cutor/, where each box writes its own) and /dev
+// with passwd and group as links to /.cutor/, where each box writes its own) and /dev
 // (the device nodes and links). Each init cloned from the spawner gets a copy of that
 // namespace and binds the two read-only instead of building them: about 60 syscalls and
 // 180 kB of copying less per box. Nothing of it is visible on the host; it goes with the
@@ -24,7 +24,7 @@ bool prepare_box_templates();
 void build_box_base(const BoxPlan& plan);
 
 // After build_box_base: attaches `workspace_mount` (detach_workspace_mount) at /box, writes
-// /etc/passwd and /etc/group (or, with the templates, /run/cutor/passwd and group, which
+// /etc/passwd and /etc/group (or, with the templates, /.cutor/passwd and group, which
 // they link to) naming plan.uid/gid, and remounts the root read-only.
 // Throws std::system_error naming the step.
 void finish_box_filesystem(const BoxPlan& plan, int workspace_mount);

@@ -233,13 +233,13 @@ TEST_F(SandboxPoolTest, SpawnedBoxesShareReadOnlyEtcAndDevTemplates) {
       run("grep ' /etc \\| /dev ' /proc/self/mounts | cut -d' ' -f1,2,4 | cut -d, -f1; "
           "readlink /etc/passwd; grep -c \"^cutor:x:$(id -u):\" /etc/passwd; id -gn; "
           "cat /etc/hostname; test -s /etc/ld.so.cache && echo cache; "
-          "for p in /etc/x /etc/passwd /dev/x /run/cutor/passwd /run/cutor/x; do "
+          "for p in /etc/x /etc/passwd /dev/x /.cutor/passwd /.cutor/x; do "
           "(echo x >$p) 2>/dev/null && echo wrote $p; done; "
           "head -c 3 /dev/zero | od -An -c | tr -d ' '; echo x >/dev/null && echo null ok; "
           "echo shm >/dev/shm/mine && cat /dev/shm/mine; ls /dev | tr '\\n' ' '");
   ASSERT_EQ(r.status, StageStatus::kOk) << r.stderr_data;
   EXPECT_EQ(r.stdout_data,
-            "cutor-templates /etc ro\ncutor-templates /dev ro\n/run/cutor/passwd\n1\ncutor\n"
+            "cutor-templates /etc ro\ncutor-templates /dev ro\n/.cutor/passwd\n1\ncutor\n"
             "cutor\ncache\n\\0\\0\\0\nnull ok\nshm\n"
             "fd full null random shm stderr stdin stdout tty urandom zero ");
   warm_up(2);
