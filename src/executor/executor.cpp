@@ -116,6 +116,7 @@ struct Executor::State {
     std::string id;
     Result result;
     std::vector<SubmissionStore::StageWrite> last;
+    std::unique_ptr<Workspace> workspace;  // removed once the result is recorded
   };
   std::mutex finish_mu;
   std::condition_variable finish_cv;
@@ -232,9 +233,13 @@ struct Executor::State {
   }
 
   // How run_stages() ended: the result and the stage results to record with it.
+  // The workspace comes along so that it is removed after the result is recorded, not
+  // before: unmounting its tmpfs waits for an RCU grace period (~0.3 ms) that no answer
+  // needs to wait for.
   struct Outcome {
     Result result;
     std::vector<StageWrite> last;
+    std::unique_ptr<Workspace> workspace;
   };
 
   // Runs `s` to its outcome, registered in `running` (the caller ends that with
@@ -268,7 +273,10 @@ struct Executor::State {
   // On the calling thread, to FINISHED (cutor run).
   void execute(const Submission& s, std::stop_token shutdown_token) {
     std::optional<Outcome> outcome = run(s, shutdown_token);
-    if (outcome) finish_with_retry(s.id, outcome->result, outcome->last, shutdown_token);
+    if (outcome) {
+      finish_with_retry(s.id, outcome->result, outcome->last, shutdown_token);
+      outcome->workspace.reset();
+    }
     forget(s.id);
   }
 
@@ -281,7 +289,8 @@ struct Executor::State {
     }
     {
       std::lock_guard lock(finish_mu);
-      to_finish.push_back({s.id, outcome->result, std::move(outcome->last)});
+      to_finish.push_back(
+          {s.id, outcome->result, std::move(outcome->last), std::move(outcome->workspace)});
     }
     finish_cv.notify_one();
   }
@@ -297,6 +306,7 @@ struct Executor::State {
       to_finish.pop_front();
       lock.unlock();
       finish_with_retry(next.id, next.result, next.last, shutdown.get_token());
+      next.workspace.reset();
       forget(next.id);
       lock.lock();
     }
@@ -304,15 +314,16 @@ struct Executor::State {
 
   // Runs the stages and returns the submission's result with the stage results still to
   // record, or nothing when shutdown interrupted it. The environment is released before the
-  // caller records the result, so a FINISHED submission never still holds its environment.
-  // Every write but the last goes with the status or stage RUNNING that follows it.
+  // caller records the result, so a FINISHED submission never still holds its environment;
+  // the workspace goes with the outcome, removed after the result is recorded. Every write
+  // but the last goes with the status or stage RUNNING that follows it.
   std::optional<Outcome> run_stages(const Submission& s, std::stop_token cancel,
                                     std::stop_token shutdown_token) {
     const SubmissionRequest& req = s.request;
     auto abandoned = [&] { return shutdown_token.stop_requested(); };
     auto cancelled = [&] { return cancel.stop_requested(); };
     // A write refused because the submission is FINISHED: it was cancelled.
-    const Outcome already_finished{Result::kCancelled, {}};
+    auto already_finished = [] { return Outcome{Result::kCancelled, {}}; };
 
     // environment
     std::optional<PreparedEnvironment> env;
@@ -328,7 +339,7 @@ struct Executor::State {
     if (const SubmissionFile* nix = req.find_file("cutor.nix")) {
       if (!advance(s, SubmissionStatus::kSettingUpEnvironment,
                    {{Stage::kEnvironment, with_status(StageStatus::kRunning)}}))
-        return already_finished;
+        return already_finished();
       EnvironmentOutcome outcome;
       if (!environments) {
         outcome.stage = internal_error(
@@ -352,7 +363,7 @@ struct Executor::State {
 
     // build: a fresh workspace with the files written in it
     before_build.push_back({Stage::kBuild, with_status(StageStatus::kRunning)});
-    if (!advance(s, SubmissionStatus::kBuilding, before_build)) return already_finished;
+    if (!advance(s, SubmissionStatus::kBuilding, before_build)) return already_finished();
     auto build_start = Clock::now();
     std::unique_ptr<Workspace> ws;
     StageResult build;
@@ -378,14 +389,15 @@ struct Executor::State {
     const PreparedEnvironment* penv = env ? &*env : nullptr;
     std::vector<StageWrite> before_run = {{Stage::kBuild, std::move(build)}};
     if (req.find_file("compile.sh")) {
-      if (cancelled()) return Outcome{Result::kCancelled, std::move(before_run)};
+      if (cancelled()) return Outcome{Result::kCancelled, std::move(before_run), std::move(ws)};
       before_run.push_back({Stage::kCompile, with_status(StageStatus::kRunning)});
-      if (!advance(s, SubmissionStatus::kCompiling, before_run)) return already_finished;
+      if (!advance(s, SubmissionStatus::kCompiling, before_run)) return already_finished();
       StageResult r = run_script(s, Stage::kCompile, {"sh", "compile.sh"}, "", *ws, penv, cancel);
       if (abandoned()) return std::nullopt;
       if (!is_ok(r)) {
         return Outcome{cancelled() ? Result::kCancelled : Result::kCompileError,
-                       {{Stage::kCompile, std::move(r)}}};
+                       {{Stage::kCompile, std::move(r)}},
+                       std::move(ws)};
       }
       before_run = {{Stage::kCompile, std::move(r)}};
     } else {
@@ -393,15 +405,15 @@ struct Executor::State {
     }
 
     // run
-    if (cancelled()) return Outcome{Result::kCancelled, std::move(before_run)};
+    if (cancelled()) return Outcome{Result::kCancelled, std::move(before_run), std::move(ws)};
     before_run.push_back({Stage::kRun, with_status(StageStatus::kRunning)});
-    if (!advance(s, SubmissionStatus::kRunning, before_run)) return already_finished;
+    if (!advance(s, SubmissionStatus::kRunning, before_run)) return already_finished();
     std::vector<std::string> argv = {"sh", "run.sh"};
     argv.insert(argv.end(), req.args.begin(), req.args.end());
     StageResult r = run_script(s, Stage::kRun, std::move(argv), req.stdin_data, *ws, penv, cancel);
     if (abandoned()) return std::nullopt;
     const Result result = cancelled() ? Result::kCancelled : result_of_run(r);
-    return Outcome{result, {{Stage::kRun, std::move(r)}}};
+    return Outcome{result, {{Stage::kRun, std::move(r)}}, std::move(ws)};
   }
 
   void worker_loop(int index) {
