@@ -187,7 +187,7 @@ void install_stdio(int from, int to, int open_flags) {
     // rather than an internal error.
     if (::chdir(std::string(kBoxWorkdir).c_str()) != 0)
       throw std::system_error(errno, std::generic_category(), "chdir " + std::string(kBoxWorkdir));
-    drop_identity(plan.uid, plan.gid);
+    drop_identity(plan.uid, plan.gid, BoundingSet::kAlreadyEmpty);  // box_init_main
     if (plan.seccomp_program != nullptr)
       load_seccomp_program(*plan.seccomp_program);
     else
@@ -398,7 +398,7 @@ int program_main(void* arg) {
 
   int fresh = CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP;
   if (plan.net_ns_fd >= 0) {
-    // Made for this box alone by the supervisor's pool, never entered by anyone else.
+    // From the supervisor's pool: new, or back from an earlier box exactly as new (net.h).
     if (::setns(plan.net_ns_fd, CLONE_NEWNET) != 0)
       fail_with_errno(plan.status_fd, "setns to the prepared network namespace");
     ::close(plan.net_ns_fd);
@@ -409,6 +409,13 @@ int program_main(void* arg) {
     fail_with_errno(plan.status_fd, "unshare(mount, net, ipc, uts, cgroup namespaces)");
   if (::sethostname(kHostname, std::strlen(kHostname)) != 0)
     fail_with_errno(plan.status_fd, "sethostname");
+  // The program inherits it empty (run_program); init keeps what it holds.
+  try {
+    drop_bounding_set();
+  } catch (...) {
+    write_status(plan.status_fd, status_from_exception());
+    ::_exit(1);
+  }
   run_init(plan);
 }
 

@@ -56,17 +56,22 @@ void apply_rlimits(const SandboxLimits& limits) {
   }
 }
 
-void drop_identity(uid_t uid, gid_t gid) {
+void drop_bounding_set() {
+  // EINVAL marks the end of the capabilities this kernel knows.
+  for (int cap = 0; cap <= 63; ++cap) {
+    if (::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL)
+      throw_errno("prctl PR_CAPBSET_DROP " + std::to_string(cap));
+  }
+}
+
+void drop_identity(uid_t uid, gid_t gid, BoundingSet bounding) {
   if (uid == 0 || gid == 0) {
     errno = EINVAL;
     throw_errno("drop_identity: refusing uid/gid 0");
   }
   // The bounding set can only be shrunk while we still hold CAP_SETPCAP, i.e. before
-  // setresuid. EINVAL marks the end of the capabilities this kernel knows.
-  for (int cap = 0; cap <= 63; ++cap) {
-    if (::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL)
-      throw_errno("prctl PR_CAPBSET_DROP " + std::to_string(cap));
-  }
+  // setresuid.
+  if (bounding == BoundingSet::kDrop) drop_bounding_set();
   if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL)
     throw_errno("prctl PR_CAP_AMBIENT_CLEAR_ALL");
   if (::setgroups(0, nullptr) != 0) throw_errno("setgroups(0)");
