@@ -78,14 +78,16 @@ void make_mount_point(const std::string& target, const struct stat& host) {
   if (!fd) throw_errno("create mount point " + target);
 }
 
-// A bind mount of `host_path` at `target` with `flags` (MS_RDONLY, MS_NOSUID...). The first
-// mount() ignores everything but MS_BIND/MS_REC: the flags need a second, remount call,
-// or the bind silently stays writable.
-void bind_mount(const std::string& host_path, const std::string& target, unsigned long flags) {
+// A bind mount of `host_path` at `target` with `flags` (MS_RDONLY, MS_NOSUID...), with the
+// mounts below it when `recursive`. The first mount() ignores everything but
+// MS_BIND/MS_REC: the flags need a second, remount call, or the bind silently stays
+// writable (the remount applies to the top mount only).
+void bind_mount(const std::string& host_path, const std::string& target, unsigned long flags,
+                bool recursive = false) {
   struct stat host;
   if (::stat(host_path.c_str(), &host) != 0) throw_errno("stat " + host_path);
   make_mount_point(target, host);
-  mount_or_throw(host_path.c_str(), target, nullptr, MS_BIND, "",
+  mount_or_throw(host_path.c_str(), target, nullptr, MS_BIND | (recursive ? MS_REC : 0), "",
                  "mount --bind " + host_path + " " + target);
   mount_or_throw(nullptr, target, nullptr, MS_REMOUNT | MS_BIND | flags, "",
                  "remount " + target + (flags & MS_RDONLY ? " read-only" : ""));
@@ -243,24 +245,21 @@ void make_dev_nodes(const std::string& dev) {
 // /dev/shm; read-only but for /dev/shm.
 void build_dev(const std::string& root, int64_t shm_bytes) {
   const std::string dev = root + "/dev";
-  make_dir(dev, 0755);
   if (templates_ready) {
     // The spawner's nodes, bound read-only (devices allowed: no MS_NODEV).
-    mount_or_throw((std::string(kTemplates) + "/dev").c_str(), dev, nullptr, MS_BIND, "",
-                   "mount --bind the /dev template " + dev);
-    mount_or_throw(nullptr, dev, nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NOEXEC,
-                   "", "remount " + dev + " read-only");
+    bind_mount(std::string(kTemplates) + "/dev", dev, MS_RDONLY | MS_NOSUID | MS_NOEXEC);
   } else {
+    make_dir(dev, 0755);
     mount_or_throw("cutor-dev", dev, "tmpfs", MS_NOSUID | MS_NOEXEC,
                    "size=64k,nr_inodes=64,mode=0755", "mount tmpfs " + dev);
     make_dev_nodes(dev);
+    mount_or_throw(nullptr, dev, nullptr, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC, "",
+                   "remount " + dev + " read-only");
   }
+  // Mounted on its (read-only) mount point.
   const std::string shm = dev + "/shm";
   mount_or_throw("cutor-shm", shm, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
                  "size=" + std::to_string(shm_bytes) + ",mode=1777", "mount tmpfs " + shm);
-  if (!templates_ready)
-    mount_or_throw(nullptr, dev, nullptr, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC, "",
-                   "remount " + dev + " read-only");
 }
 
 // The box's /etc: the spawner's template bound read-only (with its own read-only binds),
@@ -270,12 +269,9 @@ void mount_etc(const std::string& root) {
     build_etc(root);
     return;
   }
-  const std::string etc = root + "/etc";
-  make_dir(etc, 0755);
-  mount_or_throw((std::string(kTemplates) + "/etc").c_str(), etc, nullptr, MS_BIND | MS_REC, "",
-                 "mount --rbind the /etc template " + etc);
-  mount_or_throw(nullptr, etc, nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, "",
-                 "remount " + etc + " read-only");
+  // With the template's own read-only binds (ld.so.conf.d, alternatives, ssl/certs).
+  bind_mount(std::string(kTemplates) + "/etc", root + "/etc", MS_RDONLY | MS_NOSUID | MS_NODEV,
+             /*recursive=*/true);
   make_dirs(root + kBoxUserDir, 0755);
 }
 

@@ -73,6 +73,27 @@ NetNamespaceCounts all_checked() {
   }
 }
 
+// Returns `ns` to the pool and waits for its check: the pool's counts before and after.
+std::pair<NetNamespaceCounts, NetNamespaceCounts> return_and_check(LentNetNamespace ns) {
+  NetNamespaceCounts before = all_checked();
+  return_net_namespace(std::move(ns));
+  return {before, all_checked()};
+}
+
+// Whether the namespace with `inode` is among those the pool lends now (up to ten are
+// taken, then all returned).
+bool lent_again(ino_t inode) {
+  std::vector<LentNetNamespace> ready;
+  bool found = false;
+  for (int i = 0; i < 10 && !found; ++i) {
+    ready.push_back(take_within(milliseconds(500)));
+    if (!ready.back()) break;
+    found = ns_inode(net_namespace_fd(*ready.back())) == inode;
+  }
+  for (auto& r : ready) return_net_namespace(std::move(r));
+  return found;
+}
+
 TEST(SandboxNetNamespaceTest, PreparedNamespacesAreDistinctAndHaveLoopbackUp) {
   ASSERT_EQ(::geteuid(), 0u) << "needs root";
   start_preparing_net_namespaces();
@@ -119,21 +140,10 @@ TEST(SandboxNetNamespaceTest, ANamespaceThatComesBackAsNewIsLentAgain) {
   ASSERT_TRUE(ns);
   const ino_t inode = ns_inode(net_namespace_fd(*ns));
   EXPECT_EQ(in_namespace(*ns, [] { return ::if_nametoindex("lo") == 1 ? 0 : 1; }), 0);
-  NetNamespaceCounts before = all_checked();
-  return_net_namespace(std::move(ns));
-  NetNamespaceCounts after = all_checked();
+  auto [before, after] = return_and_check(std::move(ns));
   EXPECT_EQ(after.reused, before.reused + 1);
   EXPECT_EQ(after.dirty, before.dirty);
-  // It is among the ready ones now: take them all and find it.
-  std::vector<LentNetNamespace> ready;
-  bool found = false;
-  for (int i = 0; i < 10 && !found; ++i) {
-    ready.push_back(take_within(milliseconds(500)));
-    if (!ready.back()) break;
-    found = ns_inode(net_namespace_fd(*ready.back())) == inode;
-  }
-  EXPECT_TRUE(found) << "the clean namespace was not lent again";
-  for (auto& r : ready) return_net_namespace(std::move(r));
+  EXPECT_TRUE(lent_again(inode)) << "the clean namespace was not lent again";
 }
 
 // What a box can leave in its network namespace: each makes it be destroyed, never lent
@@ -155,18 +165,10 @@ void expect_destroyed_after(const char* what, const std::function<int(int)>& use
   size_t count = 0;
   if (receive_with_fds(ours.get(), &byte, 1, &fd, 1, &count) == 0 && count == 1) kept.reset(fd);
 
-  NetNamespaceCounts before = all_checked();
-  return_net_namespace(std::move(ns));
-  NetNamespaceCounts after = all_checked();
+  auto [before, after] = return_and_check(std::move(ns));
   EXPECT_EQ(after.dirty, before.dirty + 1);
   EXPECT_EQ(after.reused, before.reused);
-  std::vector<LentNetNamespace> ready;
-  for (int i = 0; i < 10; ++i) {
-    ready.push_back(take_within(milliseconds(200)));
-    if (!ready.back()) break;
-    EXPECT_NE(ns_inode(net_namespace_fd(*ready.back())), inode) << "lent again";
-  }
-  for (auto& r : ready) return_net_namespace(std::move(r));
+  EXPECT_FALSE(lent_again(inode)) << "lent again";
 }
 
 int send_fd_back(int channel, int fd) {
