@@ -144,3 +144,28 @@ def test_stage_end_kills_daemonised_children(client):
         timeout=5,
         what="a daemonised child to be killed when its stage ended",
     )
+
+
+def test_a_later_box_sees_nothing_of_an_earlier_ones_network(client):
+    # Network namespaces are lent again only when nothing of their last box is left in them
+    # (src/sandbox/net.h). The first box leaves a TIME_WAIT socket and moved counters on
+    # port 7777 of its lo; every later box must find its lo untouched: no packets counted,
+    # and the port free to bind without SO_REUSEADDR (a TIME_WAIT entry would refuse it).
+    leave = (
+        "import socket\n"
+        "srv = socket.socket(); srv.bind(('127.0.0.1', 7777)); srv.listen(1)\n"
+        "cli = socket.create_connection(('127.0.0.1', 7777))\n"
+        "conn, _ = srv.accept(); conn.close()\n"  # the side that closes first keeps TIME_WAIT
+        "cli.close(); srv.close(); print('left')\n"
+    )
+    assert run_ok(client, {"run.sh": "python3 leave.py", "leave.py": leave}) == "left\n"
+    look = (
+        "import socket\n"
+        "lo = [l.split() for l in open('/proc/net/dev') if l.strip().startswith('lo:')][0]\n"
+        "s = socket.socket(); s.bind(('127.0.0.1', 7777))\n"
+        "print('rx', lo[2], 'tx', lo[10])\n"
+    )
+    # More later boxes than the pool keeps namespaces ready, run one after another.
+    for _ in range(12):
+        out = run_ok(client, {"run.sh": "python3 look.py", "look.py": look})
+        assert out == "rx 0 tx 0\n", out
