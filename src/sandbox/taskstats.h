@@ -25,13 +25,13 @@ class ExitedThreadCpu {
   // Starts counting `uid` from zero; records already queued for it are discarded.
   virtual void track(uid_t uid) = 0;
   virtual void untrack(uid_t uid) = 0;
-  // User+system time of every thread of `uid` that exited since track(), in microseconds.
+  // Cpu time of every thread of `uid` that exited since track(), in microseconds.
   virtual int64_t cpu_time_us(uid_t uid) = 0;
 };
 
-// User+system time of the live (not zombie) threads of `processes`, from
-// /proc/<pid>/task/<tid>/stat, in microseconds. Exited threads are not included, neither
-// through their process nor through a parent's cutime.
+// Cpu time of the live (not zombie) threads of `processes`, from /proc/<pid>/task/<tid>/
+// (schedstat's exact runtime, else stat's utime+stime), in microseconds. Exited threads
+// are not included, neither through their process nor through a parent's cutime.
 int64_t live_threads_cpu_time_us(const std::vector<pid_t>& processes);
 
 }  // namespace cutor::sandbox

@@ -1,5 +1,6 @@
 // Exited threads' cpu time from taskstats: a child that burns cpu and is reaped by nobody
 // (SIGCHLD ignored) is still counted, for its uid only.
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -15,7 +16,7 @@ namespace cutor::sandbox {
 namespace {
 
 // Unique per test process, away from the box range.
-const uid_t kUid = 2000000 + static_cast<uid_t>(::getpid());
+const uid_t kUid = 2000000 + static_cast<uid_t>(::getpid()) * 2;  // and kUid + 1
 
 double own_cpu_seconds() {
   struct timespec t;
@@ -57,18 +58,28 @@ TEST(SandboxTaskstatsTest, CountsAutoReapedChildrenOfTheTrackedUid) {
 }
 
 TEST(SandboxTaskstatsTest, LiveThreadsOfAProcessAreMeasured) {
+  int burnt[2];
+  ASSERT_EQ(::pipe2(burnt, O_CLOEXEC), 0);
   pid_t busy = ::fork();
   ASSERT_GE(busy, 0);
   if (busy == 0) {
+    // Says when it has used 200 ms of cpu (however long a busy host takes to give them),
+    // then goes on burning.
     volatile unsigned long spin = 0;
-    while (own_cpu_seconds() < 5) spin = spin + 1;
+    while (own_cpu_seconds() < 0.2) spin = spin + 1;
+    (void)!::write(burnt[1], "x", 1);
+    while (own_cpu_seconds() < 30) spin = spin + 1;
     ::_exit(0);
   }
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  ::close(burnt[1]);
+  char byte;
+  EXPECT_EQ(::read(burnt[0], &byte, 1), 1);
+  ::close(burnt[0]);
   const int64_t live = live_threads_cpu_time_us({busy});
   ::kill(busy, SIGKILL);
   ::waitpid(busy, nullptr, 0);
-  EXPECT_GE(live, 100000);
+  EXPECT_GE(live, 200000);
+  EXPECT_LT(live, 30000000);
   EXPECT_EQ(live_threads_cpu_time_us({busy}), 0) << "a reaped process still measured";
 }
 
