@@ -32,10 +32,31 @@ namespace {
 using std::chrono::milliseconds;
 using std::chrono::steady_clock;
 
+#ifndef SO_NETNS_COOKIE
+#define SO_NETNS_COOKIE 71  // Linux 5.14
+#endif
+
 ino_t ns_inode(int fd) {
   struct stat st;
   EXPECT_EQ(::fstat(fd, &st), 0);
   return st.st_ino;
+}
+
+// The namespace's cookie: unlike its inode number, which the kernel gives to a namespace
+// made after this one is gone (other tests make namespaces meanwhile), never reused.
+uint64_t ns_cookie(int fd) {
+  uint64_t cookie = 0;
+  std::thread([&] {  // setns on a thread of its own: only that thread moves
+    if (::setns(fd, CLONE_NEWNET) != 0) return;
+    int sock = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    socklen_t len = sizeof cookie;
+    if (sock >= 0 && ::getsockopt(sock, SOL_SOCKET, SO_NETNS_COOKIE, &cookie, &len) != 0)
+      cookie = 0;
+    if (sock >= 0) ::close(sock);
+  })
+      .join();
+  EXPECT_NE(cookie, 0u) << "SO_NETNS_COOKIE";
+  return cookie;
 }
 
 LentNetNamespace take_within(milliseconds limit) {
@@ -80,15 +101,15 @@ std::pair<NetNamespaceCounts, NetNamespaceCounts> return_and_check(LentNetNamesp
   return {before, all_checked()};
 }
 
-// Whether the namespace with `inode` is among those the pool lends now (up to ten are
+// Whether the namespace with `cookie` is among those the pool lends now (up to ten are
 // taken, then all returned).
-bool lent_again(ino_t inode) {
+bool lent_again(uint64_t cookie) {
   std::vector<LentNetNamespace> ready;
   bool found = false;
   for (int i = 0; i < 10 && !found; ++i) {
     ready.push_back(take_within(milliseconds(500)));
     if (!ready.back()) break;
-    found = ns_inode(net_namespace_fd(*ready.back())) == inode;
+    found = ns_cookie(net_namespace_fd(*ready.back())) == cookie;
   }
   for (auto& r : ready) return_net_namespace(std::move(r));
   return found;
@@ -138,12 +159,12 @@ TEST(SandboxNetNamespaceTest, ANamespaceThatComesBackAsNewIsLentAgain) {
   ASSERT_EQ(::geteuid(), 0u) << "needs root";
   LentNetNamespace ns = take_within(std::chrono::seconds(5));
   ASSERT_TRUE(ns);
-  const ino_t inode = ns_inode(net_namespace_fd(*ns));
+  const uint64_t cookie = ns_cookie(net_namespace_fd(*ns));
   EXPECT_EQ(in_namespace(*ns, [] { return ::if_nametoindex("lo") == 1 ? 0 : 1; }), 0);
   auto [before, after] = return_and_check(std::move(ns));
   EXPECT_EQ(after.reused, before.reused + 1);
   EXPECT_EQ(after.dirty, before.dirty);
-  EXPECT_TRUE(lent_again(inode)) << "the clean namespace was not lent again";
+  EXPECT_TRUE(lent_again(cookie)) << "the clean namespace was not lent again";
 }
 
 // What a box can leave in its network namespace: each makes it be destroyed, never lent
@@ -152,7 +173,7 @@ void expect_destroyed_after(const char* what, const std::function<int(int)>& use
   SCOPED_TRACE(what);
   LentNetNamespace ns = take_within(std::chrono::seconds(5));
   ASSERT_TRUE(ns);
-  const ino_t inode = ns_inode(net_namespace_fd(*ns));
+  const uint64_t cookie = ns_cookie(net_namespace_fd(*ns));
   // A socket the child sends back here outlives the child, as one kept in flight would.
   int pair[2];
   ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
@@ -168,7 +189,7 @@ void expect_destroyed_after(const char* what, const std::function<int(int)>& use
   auto [before, after] = return_and_check(std::move(ns));
   EXPECT_EQ(after.dirty, before.dirty + 1);
   EXPECT_EQ(after.reused, before.reused);
-  EXPECT_FALSE(lent_again(inode)) << "lent again";
+  EXPECT_FALSE(lent_again(cookie)) << "lent again";
 }
 
 int send_fd_back(int channel, int fd) {
