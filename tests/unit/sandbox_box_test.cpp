@@ -8,11 +8,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <string>
 #include <thread>
 #include <vector>
@@ -54,6 +56,45 @@ int count_processes_of(uid_t uid) {
     if (::stat(entry.path().c_str(), &st) == 0 && st.st_uid == uid) ++count;
   }
   return count;
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+// For a box that hangs: every process descended from `root` with its state, the kernel
+// function it waits in and its kernel stack, so a failure says where it is stuck.
+std::string describe_process_tree(pid_t root) {
+  std::vector<pid_t> tree = {root};
+  for (size_t grown = 1; grown != 0;) {
+    grown = 0;
+    for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+      std::string name = entry.path().filename();
+      if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+      const pid_t pid = std::stoi(name);
+      if (std::find(tree.begin(), tree.end(), pid) != tree.end()) continue;
+      const std::string status = read_text(entry.path().string() + "/status");
+      const size_t at = status.find("\nPPid:\t");
+      if (at == std::string::npos) continue;
+      const pid_t parent = std::atoi(status.c_str() + at + 7);
+      if (std::find(tree.begin(), tree.end(), parent) == tree.end()) continue;
+      tree.push_back(pid);
+      ++grown;
+    }
+  }
+  std::string text;
+  for (pid_t pid : tree) {
+    const std::string dir = "/proc/" + std::to_string(pid);
+    const std::string status = read_text(dir + "/status");
+    const size_t state = status.find("State:");
+    if (state == std::string::npos) continue;  // gone meanwhile
+    text += "pid " + std::to_string(pid) + " " + read_text(dir + "/comm") +
+            status.substr(state, status.find('\n', state) - state) + "\nwchan " +
+            read_text(dir + "/wchan") + "\nsyscall " + read_text(dir + "/syscall") +
+            read_text(dir + "/stack") + "\n";
+  }
+  return text;
 }
 
 struct BoxRun {
@@ -128,9 +169,10 @@ class BoxTest : public ::testing::Test {
       if (::waitpid(init, &wait_status, WNOHANG) == init) break;
       if (kill_init_after_ms > 0 && i == kill_init_after_ms / 10) ::kill(init, SIGKILL);
       if (i == 2999) {
+        const std::string where = describe_process_tree(init);
         ::kill(init, SIGKILL);
         ::waitpid(init, &wait_status, 0);
-        ADD_FAILURE() << "box did not finish in 30 s";
+        ADD_FAILURE() << "box did not finish in 30 s; its processes:\n" << where;
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
