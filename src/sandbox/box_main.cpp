@@ -382,7 +382,8 @@ int program_main(void* arg) {
   if (::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0)
     fail_with_errno(plan.status_fd, "prctl PR_SET_PDEATHSIG");
   close_fds_except({plan.stdin_fd, plan.stdout_fd, plan.stderr_fd, plan.sync_fd, plan.status_fd,
-                    plan.net_ns_fd, plan.workspace_mount_fd, plan.command_fd});
+                    plan.net_ns_fd, plan.workspace_mount_fd, plan.command_fd,
+                    box_template_namespace_fd()});
 
   // Wait until the supervisor has put us into the stage cgroup: everything forked from
   // here on is accounted for. EOF: the supervisor gave up (or died) before the go.
@@ -404,6 +405,12 @@ int program_main(void* arg) {
     ::close(plan.net_ns_fd);
   } else {
     fresh |= CLONE_NEWNET;
+  }
+  try {
+    enter_box_template(plan);  // then the unshare copies the template's mount namespace
+  } catch (...) {
+    write_status(plan.status_fd, status_from_exception());
+    ::_exit(1);
   }
   if (::unshare(fresh) != 0)
     fail_with_errno(plan.status_fd, "unshare(mount, net, ipc, uts, cgroup namespaces)");

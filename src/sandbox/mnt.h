@@ -14,7 +14,22 @@ namespace cutor::sandbox {
 // namespace and binds the two read-only instead of building them: about 60 syscalls and
 // 180 kB of copying less per box. Nothing of it is visible on the host; it goes with the
 // spawner. False (and boxes build their own) when any step fails.
+//
+// With the templates it also makes a mount namespace whose read-only root is what every
+// box without read-only extras starts from (the host base system, /etc, /dev and the empty
+// mount points; see enter_box_template). Without it (a step failed), boxes build their
+// root from the templates as before.
 bool prepare_box_templates();
+
+// The template namespace's fd, which box init keeps open until enter_box_template; -1 when
+// there is none (no spawner, or it failed).
+int box_template_namespace_fd();
+
+// In box init, before it unshares its own mount namespace: enters the template namespace
+// when there is one and `plan` needs no host path (no read-only extras), so that the
+// unshare copies it and build_box_base only mounts the box's own /tmp, /proc, /dev/shm and
+// /.cutor. Closes the fd either way. Returns whether it entered; throws std::system_error.
+bool enter_box_template(const BoxPlan& plan);
 
 // Makes every mount private, assembles a new root on a tmpfs (read-only host base system,
 // a minimal generated /etc, the plan's read-only extras, an empty /box, a fresh /tmp,
