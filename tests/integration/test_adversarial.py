@@ -724,7 +724,7 @@ def test_rlimits_cannot_be_raised(client):
 def test_terminal_injection_refused(client):
     sub = run_c(client, "tty_inject.c")
     assert_all_refused(sub, {
-        "open /dev/tty": "ENXIO", "TIOCSTI fd 0": "EPERM", "TIOCSTI fd 1": "EPERM",
+        "open /dev/tty": "ENOENT", "TIOCSTI fd 0": "EPERM", "TIOCSTI fd 1": "EPERM",
         "TIOCSTI fd 2": "EPERM", "TIOCSTI high bits": "EPERM", "setsid again": "EPERM",
     })
 
