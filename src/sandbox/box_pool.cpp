@@ -9,10 +9,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <exception>
+#include <limits>
 #include <stdexcept>
 #include <system_error>
 #include <utility>
@@ -148,29 +150,36 @@ void BoxPool::loop() {
       lock.lock();
       continue;
     }
-    if (active && refill_wanted_ && !broken_ && ready_.size() < options_.size) {
+    const bool wants_box = active && refill_wanted_ && ready_.size() < options_.size;
+    if (wants_box && now >= retry_after_ns_) {
       lock.unlock();
       std::optional<PreparedBox> made;
       try {
         made = make_box();
       } catch (const std::exception&) {
-        // This host cannot prepare boxes (the on-demand path reports the same failure
-        // with its context): stages build their own from here on.
+        // The on-demand path reports the same failure, with its context, to the stage.
       }
       lock.lock();
       if (!made) {
-        broken_ = true;
+        ++failures_in_a_row_;
+        const int64_t wait_ms =
+            std::min<int64_t>(30'000, 100ll << std::min(failures_in_a_row_ - 1, 9));
+        retry_after_ns_ = monotonic_ns() + wait_ms * 1'000'000;
       } else {
+        failures_in_a_row_ = 0;
         ready_.push_back(std::move(*made));
         if (ready_.size() >= options_.size) refill_wanted_ = false;
       }
       continue;
     }
-    if (!ready_.empty()) {
-      // Wake again when the ready boxes go stale.
-      wake_.wait_for(lock, std::chrono::nanoseconds(last_take_ns_ + idle_ns - now + 1'000'000));
-    } else {
+    // Wake again when the ready boxes go stale, or when a failed box may be tried again.
+    int64_t wake_ns = std::numeric_limits<int64_t>::max();
+    if (!ready_.empty()) wake_ns = last_take_ns_ + idle_ns + 1'000'000;
+    if (wants_box) wake_ns = std::min(wake_ns, retry_after_ns_);
+    if (wake_ns == std::numeric_limits<int64_t>::max()) {
       wake_.wait(lock);
+    } else {
+      wake_.wait_for(lock, std::chrono::nanoseconds(std::max<int64_t>(wake_ns - now, 0)));
     }
   }
   std::deque<PreparedBox> left = std::move(ready_);

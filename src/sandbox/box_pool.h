@@ -130,7 +130,12 @@ class BoxPool {
   SandboxLimits expected_limits_;
   bool refill_wanted_ = false;
   bool stopping_ = false;
-  bool broken_ = false;  // making a box failed: on demand from here on
+  // After a box could not be made (stages build their own meanwhile): no new try before
+  // this CLOCK_MONOTONIC time. Each failure in a row doubles the wait, from 100 ms up to
+  // 30 s; a box made resets it. A host that cannot prepare boxes costs one try per 30 s, and
+  // one that failed once (a fork or a cgroup refused for a moment) gets its pool back.
+  int64_t retry_after_ns_ = 0;
+  int failures_in_a_row_ = 0;
   std::thread thread_;
 };
 

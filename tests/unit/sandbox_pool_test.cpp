@@ -7,19 +7,23 @@
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "sandbox/box_pool.h"
 #include "sandbox/sandbox.h"
 #include "sandbox/workspace.h"
 #include "sandbox_test_util.h"
@@ -356,6 +360,36 @@ TEST_F(SandboxPoolTest, PreparedBoxesAreDiscardedWhenIdle) {
   StageResult r = run("echo again");  // built on demand
   EXPECT_EQ(r.status, StageStatus::kOk) << r.stderr_data;
   EXPECT_EQ(r.stdout_data, "again\n");
+}
+
+// A box that could not be made (here: its cgroup, twice) is tried again after a short
+// wait, not given up for good: the pool serves prepared boxes again once making one works.
+TEST_F(SandboxPoolTest, ThePoolRecoversFromFailedBoxes) {
+  std::atomic<int> names = 0;
+  sandbox::BoxReaper reaper;
+  sandbox::BoxPoolOptions options;
+  options.size = 1;
+  options.idle_ms = 10000;
+  options.next_cgroup_name = [&names] {
+    ++names;  // the pool's thread only
+    const std::string name =
+        "stage-" + std::to_string(::getpid()) + "-recover-" + std::to_string(names);
+    return names <= 2 ? "no-such-parent/" + name : name;  // mkdir fails: ENOENT
+  };
+  std::optional<sandbox::PreparedBox> box;
+  {
+    sandbox::BoxPool pool(options, reaper);
+    const auto start = std::chrono::steady_clock::now();
+    EXPECT_TRUE(eventually([&] { return (box = pool.take(default_limits())).has_value(); }))
+        << "no prepared box after " << names.load() << " tries";
+    EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(300))
+        << "tried again at once (100 ms, then 200 ms, are the waits)";
+    EXPECT_EQ(names.load(), 3);
+  }
+  if (box) {
+    ::syscall(SYS_pidfd_send_signal, box->pidfd.get(), SIGKILL, nullptr, 0);
+    reaper.adopt(box->pid, std::move(box->cgroup), std::move(box->net));
+  }
 }
 
 TEST_F(SandboxPoolTest, WithoutPreparedBoxesNothingWaits) {
