@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <string>
 #include <system_error>
+#include <vector>
 
 #include "sandbox/fd.h"
 
@@ -33,6 +34,21 @@ bool templates_ready = false;
 int template_namespace = -1;
 // In box init: whether its mount namespace is a copy of the template namespace.
 bool in_template_copy = false;
+
+// In box init: the plan's read-only extras (Nix store paths), taken from the host's paths
+// before init enters the template (whose root has none of them): each a detached read-only
+// bind mount, or, for a store path that is a symlink, the link's text.
+struct PreparedExtra {
+  std::string box_path;
+  UniqueFd tree;  // open_tree(OPEN_TREE_CLONE), read-only, nosuid, nodev
+  bool is_dir = false;
+  bool is_link = false;
+  std::string link;  // is_link: what it points to
+};
+std::vector<PreparedExtra> prepared_extras;
+
+// Where the extras go: a box with any gets a tmpfs here holding their mount points.
+constexpr const char* kExtrasTop = "/nix";
 
 // The box's own mounts in the template's copy: /.cutor, where init writes passwd and group.
 constexpr const char* kBoxUserDirOptions = "size=64k,nr_inodes=16,mode=0755";
@@ -285,9 +301,10 @@ void mount_etc(const std::string& root) {
 }
 
 // The mount points every box root has, with their modes (mounted on by init, or left
-// empty: /root and /home).
+// empty: /root, /home, and /nix but in boxes with store paths).
 constexpr std::pair<const char*, mode_t> kRootDirs[] = {
-    {kBoxWorkdir.data(), 0755}, {"/tmp", 01777}, {"/proc", 0555}, {"/root", 0700}, {"/home", 0755}};
+    {kBoxWorkdir.data(), 0755}, {"/tmp", 01777}, {"/proc", 0555}, {"/root", 0700}, {"/home", 0755},
+    {kExtrasTop, 0755}};
 
 // In the spawner, with the templates built: a mount namespace whose root is what every box
 // without read-only extras starts from: a tmpfs, read-only, with the host base system
@@ -372,11 +389,94 @@ int box_template_namespace_fd() {
   return template_namespace;
 }
 
+namespace {
+
+// Whether every read-only extra of `plan` is a store path below /nix/store (anything else
+// makes the box build its root from the host's paths, as before templates).
+bool extras_fit_the_template(const BoxPlan& plan) {
+  const std::string store = std::string(kExtrasTop) + "/store/";
+  for (const BindMount& extra : plan.read_only) {
+    if (extra.host_path.empty() || extra.host_path[0] != '/' ||
+        extra.box_path.rfind(store, 0) != 0 || extra.box_path.size() == store.size() ||
+        extra.box_path.find("/..") != std::string::npos ||
+        extra.box_path.find("//") != std::string::npos)
+      return false;
+  }
+  return true;
+}
+
+// Takes each extra from the host's path as it is now: a link is read (and recreated in the
+// box, resolving there), anything else is cloned as a detached bind mount of exactly the
+// file checked (no rename can swap a link in: it is opened with O_NOFOLLOW and cloned
+// through that fd) and made read-only, nosuid and nodev before it is ever attached.
+void take_extras(const BoxPlan& plan) {
+  for (const BindMount& extra : plan.read_only) {
+    PreparedExtra taken;
+    taken.box_path = extra.box_path;
+    UniqueFd source(::open(extra.host_path.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+    if (!source) throw_errno("open " + extra.host_path + " (O_PATH|O_NOFOLLOW)");
+    struct stat st;
+    if (::fstat(source.get(), &st) != 0) throw_errno("fstat " + extra.host_path);
+    if (S_ISLNK(st.st_mode)) {
+      char link[4096];
+      ssize_t n = ::readlinkat(source.get(), "", link, sizeof(link) - 1);
+      if (n < 0) throw_errno("readlink " + extra.host_path);
+      taken.is_link = true;
+      taken.link.assign(link, static_cast<size_t>(n));
+    } else {
+      taken.is_dir = S_ISDIR(st.st_mode);
+      taken.tree.reset(static_cast<int>(
+          ::open_tree(source.get(), "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH)));
+      if (!taken.tree) throw_errno("open_tree(OPEN_TREE_CLONE) of " + extra.host_path);
+      struct mount_attr attr = {};
+      attr.attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+      if (::mount_setattr(taken.tree.get(), "", AT_EMPTY_PATH, &attr, sizeof attr) != 0)
+        throw_errno("mount_setattr(read-only) of " + extra.host_path);
+    }
+    prepared_extras.push_back(std::move(taken));
+  }
+}
+
+// In the template's copy: a tmpfs at /nix holding the extras' mount points (and links),
+// each extra attached, then the tmpfs made read-only.
+void attach_extras() {
+  if (prepared_extras.empty()) return;
+  const std::string options =
+      "size=1m,nr_inodes=" + std::to_string(64 + 2 * prepared_extras.size()) + ",mode=0755";
+  mount_or_throw("cutor-nix", kExtrasTop, "tmpfs", MS_NOSUID | MS_NODEV, options,
+                 std::string("mount tmpfs ") + kExtrasTop);
+  for (PreparedExtra& extra : prepared_extras) {
+    const std::string& target = extra.box_path;
+    make_dirs(target.substr(0, target.rfind('/')), 0755);
+    if (extra.is_link) {
+      if (::symlink(extra.link.c_str(), target.c_str()) != 0) throw_errno("symlink " + target);
+      continue;
+    }
+    if (extra.is_dir) {
+      make_dir(target, 0755);
+    } else {
+      UniqueFd point(::open(target.c_str(), O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644));
+      if (!point) throw_errno("create mount point " + target);
+    }
+    if (::move_mount(extra.tree.get(), "", AT_FDCWD, target.c_str(), MOVE_MOUNT_F_EMPTY_PATH) != 0)
+      throw_errno("move_mount " + target);
+    extra.tree.reset();
+  }
+  prepared_extras.clear();
+  mount_or_throw(nullptr, kExtrasTop, nullptr, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV,
+                 options, std::string("remount ") + kExtrasTop + " read-only");
+}
+
+}  // namespace
+
 bool enter_box_template(const BoxPlan& plan) {
   if (template_namespace < 0) return false;
-  const bool usable = plan.read_only.empty();
-  if (usable && ::setns(template_namespace, CLONE_NEWNS) != 0)
-    throw_errno("setns to the template mount namespace");
+  const bool usable = extras_fit_the_template(plan);
+  if (usable) {
+    take_extras(plan);  // from the host's paths, which the template cannot see
+    if (::setns(template_namespace, CLONE_NEWNS) != 0)
+      throw_errno("setns to the template mount namespace");
+  }
   ::close(template_namespace);  // the program must not inherit it
   template_namespace = -1;
   in_template_copy = usable;
@@ -395,6 +495,7 @@ void mount_box_own_parts(const BoxPlan& plan) {
                  "size=" + std::to_string(tmp_bytes) + ",mode=1777", "mount tmpfs /dev/shm");
   mount_or_throw("cutor-users", kBoxUserDir, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
                  kBoxUserDirOptions, std::string("mount tmpfs ") + kBoxUserDir);
+  attach_extras();
   if (::chdir("/") != 0) throw_errno("chdir /");
 }
 

@@ -26,9 +26,11 @@ bool prepare_box_templates();
 int box_template_namespace_fd();
 
 // In box init, before it unshares its own mount namespace: enters the template namespace
-// when there is one and `plan` needs no host path (no read-only extras), so that the
-// unshare copies it and build_box_base only mounts the box's own /tmp, /proc, /dev/shm and
-// /.cutor. Closes the fd either way. Returns whether it entered; throws std::system_error.
+// when there is one and every read-only extra of `plan` is a path below /nix/store (taken
+// from the host first: detached read-only bind mounts), so that the unshare copies it and
+// build_box_base only mounts the box's own /tmp, /proc, /dev/shm, /.cutor and, with
+// extras, a read-only /nix holding them. Closes the fd either way. Returns whether it
+// entered; throws std::system_error.
 bool enter_box_template(const BoxPlan& plan);
 
 // Makes every mount private, assembles a new root on a tmpfs (read-only host base system,

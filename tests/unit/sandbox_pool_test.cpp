@@ -16,6 +16,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <optional>
 #include <set>
 #include <sstream>
@@ -162,12 +163,14 @@ class SandboxPoolTest : public ::testing::Test {
     workspace_ = sandbox_->make_workspace(root_, "ws");
   }
 
-  StageResult run(const std::string& script, SandboxLimits limits = default_limits()) {
+  StageResult run(const std::string& script, SandboxLimits limits = default_limits(),
+                  std::vector<BindMount> read_only = {}) {
     SandboxSpec spec;
     spec.argv = {"sh", "-c", script};
     spec.env = {"PATH=/usr/bin:/bin", "HOME=/box", "LC_ALL=C"};
     spec.workspace = workspace_.get();
     spec.limits = limits;
+    spec.read_only = std::move(read_only);
     return sandbox_->run(spec, std::stop_token());
   }
 
@@ -276,6 +279,40 @@ TEST_F(SandboxPoolTest, SpawnedBoxesStartFromTheTemplateRoot) {
               "cutor-root / ro\ncutor-shm /dev/shm rw\ncutor-tmp /tmp rw\ncutor-users /.cutor ro\n"
               "proc /proc rw\ntmpfs /box rw\n1\nrefused\n");
   }
+}
+
+// A box with store paths (a Nix environment's closure) starts from the template too: each
+// path is bound read-only below a read-only /nix of its own, a store path that is a link is
+// the same link, and nothing else of the host's store is there.
+TEST_F(SandboxPoolTest, StorePathsAreBoundIntoTheTemplatesCopy) {
+  const fs::path store = fs::path(root_) / "store";
+  fs::create_directories(store / "aaa-dir");
+  std::ofstream(store / "aaa-dir" / "hello") << "hi\n";
+  std::ofstream(store / "bbb-file") << "file\n";
+  std::ofstream(store / "zzz-not-in-the-closure") << "secret\n";
+  fs::create_symlink("/nix/store/aaa-dir/hello", store / "ccc-link");
+  std::vector<BindMount> closure;
+  for (const char* name : {"aaa-dir", "bbb-file", "ccc-link"})
+    closure.push_back({(store / name).string(), std::string("/nix/store/") + name});
+  start(2);
+  for (int i = 0; i < 2; ++i) {
+    StageResult r =
+        run("cat /nix/store/aaa-dir/hello /nix/store/bbb-file; readlink /nix/store/ccc-link; "
+            "cat /nix/store/ccc-link; ls /nix/store | tr '\\n' ' '; echo; "
+            "awk '$2 ~ /^\\/nix/ {split($4, o, \",\"); print $1 == \"cutor-nix\" ? $1 : \"bind\", "
+            "$2, o[1]}' /proc/self/mounts | LC_ALL=C sort; "
+            "(echo x >/nix/store/new) 2>/dev/null || echo nix ro; "
+            "(echo x >/nix/store/aaa-dir/x) 2>/dev/null || echo store path ro",
+            default_limits(), closure);
+    ASSERT_EQ(r.status, StageStatus::kOk) << r.stderr_data;
+    EXPECT_EQ(r.stdout_data,
+              "hi\nfile\n/nix/store/aaa-dir/hello\nhi\naaa-dir bbb-file ccc-link \n"
+              "bind /nix/store/aaa-dir ro\nbind /nix/store/bbb-file ro\ncutor-nix /nix ro\n"
+              "nix ro\nstore path ro\n");
+  }
+  StageResult r = run("ls -A /nix | wc -l");  // and a box without a closure: /nix is empty
+  ASSERT_EQ(r.status, StageStatus::kOk) << r.stderr_data;
+  EXPECT_EQ(r.stdout_data, "0\n");
 }
 
 TEST_F(SandboxPoolTest, APreparedBoxGetsTheRunsIdentityLimitsAndAFreshRoot) {
