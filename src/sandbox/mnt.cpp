@@ -307,12 +307,13 @@ constexpr std::pair<const char*, mode_t> kRootDirs[] = {
     {kExtrasTop, 0755}};
 
 // In the spawner, with the templates built: a mount namespace whose root is what every box
-// without read-only extras starts from: a tmpfs, read-only, with the host base system
-// bound, /etc and /dev bound from the templates and the empty mount points. Made once
-// (pivot_root, then the old root unmounted), so a box's unshare(CLONE_NEWNS) copies it and
-// none has to unmount a root of its own: each such unmount waits for an expedited RCU
-// grace period (0.3-0.5 ms of a box's start on a busy host). Leaves the spawner in its own
-// namespace. Returns the new namespace's fd; throws std::system_error.
+// starts from (but one with read-only extras outside /nix/store): a tmpfs, read-only, with
+// the host base system bound, /etc and /dev bound from the templates and the empty mount
+// points. Made once (pivot_root, then the old root unmounted), so a box's
+// unshare(CLONE_NEWNS) copies it and none has to unmount a root of its own: each such
+// unmount waits for an expedited RCU grace period (0.3-0.5 ms of a box's start on a busy
+// host). Leaves the spawner in its own namespace. Returns the new namespace's fd; throws
+// std::system_error.
 UniqueFd make_template_namespace() {
   UniqueFd own(::open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC));
   if (!own) throw_errno("open /proc/self/ns/mnt");

@@ -16,9 +16,9 @@ namespace cutor::sandbox {
 // spawner. False (and boxes build their own) when any step fails.
 //
 // With the templates it also makes a mount namespace whose read-only root is what every
-// box without read-only extras starts from (the host base system, /etc, /dev and the empty
-// mount points; see enter_box_template). Without it (a step failed), boxes build their
-// root from the templates as before.
+// box starts from, but one with read-only extras outside /nix/store (the host base system,
+// /etc, /dev and the empty mount points; see enter_box_template). Without it (a step
+// failed), boxes build their root from the templates as before.
 bool prepare_box_templates();
 
 // The template namespace's fd, which box init keeps open until enter_box_template; -1 when
