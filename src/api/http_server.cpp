@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "api/change_waiters.h"
+#include "api/json_text.h"
 #include "api/metrics.h"
 #include "api/submission_json.h"
 
@@ -50,7 +51,7 @@ Response json_response(http::status status, const json::value& body) {
   Response res{status, 11};
   res.set(http::field::content_type, "application/json");
   res.set(http::field::cache_control, "no-store");
-  res.body() = json::serialize(body);
+  res.body() = to_json_text(body);
   res.body() += '\n';
   return res;
 }

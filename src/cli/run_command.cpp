@@ -13,6 +13,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "api/json_text.h"
 #include "api/submission_json.h"
 #include "envcache/nix_environment_cache.h"
 #include "executor/executor.h"
@@ -158,7 +159,7 @@ int run_command(const RunCommandOptions& options) {
   fs::remove(work, ec);  // empty by now: each workspace removes itself
 
   auto done = store->get(s.id);
-  std::cout << boost::json::serialize(submission_to_json(*done, options.base64)) << "\n";
+  std::cout << to_json_text(submission_to_json(*done, options.base64)) << "\n";
   return exit_code_for(*done);
 }
 

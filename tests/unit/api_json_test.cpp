@@ -4,6 +4,7 @@
 #include <boost/json.hpp>
 #include <csignal>
 
+#include "api/json_text.h"
 #include "api/submission_json.h"
 #include "api/text_encoding.h"
 
@@ -210,6 +211,48 @@ TEST(Utf8Sanitizer, EveryByteStringBecomesValid) {
     ASSERT_TRUE(is_valid_utf8(out));
     ASSERT_EQ(sanitize_utf8(out), out);  // idempotent
   }
+}
+
+}  // namespace
+}  // namespace cutor
+
+namespace cutor {
+namespace {
+
+// Doubles are written in plain decimal notation, as the SPEC's examples show them, and
+// nothing else of the text changes.
+TEST(ApiJsonText, DoublesAreWrittenInDecimalNotation) {
+  boost::json::object o;
+  o["time"] = 0.000313;
+  o["zero"] = 0.0;
+  o["whole"] = 3.0;
+  o["big"] = 1.5e20;
+  o["negative"] = -0.25;
+  o["int"] = 42;
+  o["neg_int"] = -7;
+  o["text"] = "1E5 \"quoted\" \\ 2.5E-3";
+  o["nested"] = boost::json::array{0.004, boost::json::object{{"t", 1e-7}}};
+  EXPECT_EQ(to_json_text(o),
+            "{\"time\":0.000313,\"zero\":0.0,\"whole\":3.0,\"big\":150000000000000000000.0,"
+            "\"negative\":-0.25,\"int\":42,\"neg_int\":-7,"
+            "\"text\":\"1E5 \\\"quoted\\\" \\\\ 2.5E-3\",\"nested\":[0.004,{\"t\":0.0000001}]}");
+  // What it writes reads back as the same values.
+  EXPECT_EQ(boost::json::parse(to_json_text(o)), boost::json::value(o));
+}
+
+TEST(ApiJsonText, AFinishedSubmissionsStageTimesHaveNoExponent) {
+  Submission s = sample();
+  s.status = SubmissionStatus::kFinished;
+  s.result = Result::kOk;
+  s.stage(Stage::kEnvironment).status = StageStatus::kSkipped;
+  s.stage(Stage::kRun).status = StageStatus::kOk;
+  s.stage(Stage::kRun).code = 0;
+  s.stage(Stage::kRun).wall_time_us = 313;
+  const std::string text = to_json_text(submission_to_json(s, false));
+  EXPECT_NE(text.find("\"time\":0.000313"), std::string::npos) << text;
+  EXPECT_NE(text.find("\"time\":0.0,"), std::string::npos) << text;  // a skipped stage
+  EXPECT_EQ(text.find("E-"), std::string::npos) << text;
+  EXPECT_EQ(text.find("0E0"), std::string::npos) << text;
 }
 
 }  // namespace
