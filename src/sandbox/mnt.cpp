@@ -122,28 +122,64 @@ void read_only_bind(const std::string& host_path, const std::string& target) {
   bind_mount(host_path, target, MS_RDONLY | MS_NOSUID | MS_NODEV);
 }
 
+// The top-level paths of the host's base system a box root mirrors (mirror_base_path).
+constexpr const char* kBasePaths[] = {"/usr",   "/bin",   "/sbin",  "/lib",
+                                      "/lib64", "/lib32", "/libx32"};
+
+// Makes `root` the calling process's root: pivot_root(".", ".") stacks the old root on the
+// new one, which is detached at once, so no directory for it is needed (and none is left
+// behind). In a box's own mount namespace, or once for the template's.
+void pivot_into(const std::string& root) {
+  if (::chdir(root.c_str()) != 0) throw_errno("chdir " + root);
+  if (::syscall(SYS_pivot_root, ".", ".") != 0) throw_errno("pivot_root " + root);
+  if (::umount2(".", MNT_DETACH) != 0) throw_errno("umount2 the old root of " + root);
+  if (::chdir("/") != 0) throw_errno("chdir / after pivot_root");
+}
+
+// Whether `extra` names an absolute host path and an absolute box path that stays below /.
+bool is_valid_extra(const BindMount& extra) {
+  return !extra.host_path.empty() && extra.host_path[0] == '/' && !extra.box_path.empty() &&
+         extra.box_path[0] == '/' && extra.box_path.find("/..") == std::string::npos;
+}
+
+// An extra's host path opened without following a link (O_PATH | O_NOFOLLOW), so what is
+// mounted is exactly what was checked: no rename between the check and the mount can swap
+// a link in. For a link, `link` is its text.
+struct NoFollowSource {
+  UniqueFd fd;
+  struct stat st = {};
+  std::string link;
+};
+
+NoFollowSource open_no_follow(const std::string& host_path) {
+  NoFollowSource source;
+  source.fd.reset(::open(host_path.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+  if (!source.fd) throw_errno("open " + host_path + " (O_PATH|O_NOFOLLOW)");
+  if (::fstat(source.fd.get(), &source.st) != 0) throw_errno("fstat " + host_path);
+  if (S_ISLNK(source.st.st_mode)) {
+    char link[4096];
+    ssize_t n = ::readlinkat(source.fd.get(), "", link, sizeof(link) - 1);
+    if (n < 0) throw_errno("readlink " + host_path);
+    source.link.assign(link, static_cast<size_t>(n));
+  }
+  return source;
+}
+
 // An extra read-only mount (a Nix store path...). A source that is itself a symlink is
 // recreated as the same symlink, never bound through: a store path may point at any host
 // file, and inside the box the link resolves against the box's own tree. Anything else is
 // bound through an O_PATH fd of exactly what was checked, so no rename between the check and
 // the mount can swap in a link.
 void read_only_mount_no_follow(const std::string& host_path, const std::string& target) {
-  UniqueFd source(::open(host_path.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
-  if (!source) throw_errno("open " + host_path + " (O_PATH|O_NOFOLLOW)");
-  struct stat st;
-  if (::fstat(source.get(), &st) != 0) throw_errno("fstat " + host_path);
-  if (S_ISLNK(st.st_mode)) {
-    char link[4096];
-    ssize_t n = ::readlinkat(source.get(), "", link, sizeof(link) - 1);
-    if (n < 0) throw_errno("readlink " + host_path);
-    link[n] = '\0';
+  NoFollowSource source = open_no_follow(host_path);
+  if (S_ISLNK(source.st.st_mode)) {
     auto slash = target.rfind('/');
     if (slash != std::string::npos && slash > 0) make_dirs(target.substr(0, slash), 0755);
-    if (::symlink(link, target.c_str()) != 0) throw_errno("symlink " + target);
+    if (::symlink(source.link.c_str(), target.c_str()) != 0) throw_errno("symlink " + target);
     return;
   }
-  make_mount_point(target, st);
-  const std::string by_fd = "/proc/self/fd/" + std::to_string(source.get());
+  make_mount_point(target, source.st);
+  const std::string by_fd = "/proc/self/fd/" + std::to_string(source.fd.get());
   mount_or_throw(by_fd.c_str(), target, nullptr, MS_BIND, "",
                  "mount --bind " + host_path + " " + target);
   mount_or_throw(nullptr, target, nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV,
@@ -328,17 +364,13 @@ UniqueFd make_template_namespace() {
     make_dir(root, 0755);
     mount_or_throw("cutor-root", root, "tmpfs", MS_NOSUID | MS_NODEV,
                    "size=64k,nr_inodes=256,mode=0755", "mount tmpfs " + root);
-    for (const char* path : {"/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32"})
-      mirror_base_path(root, path);
+    for (const char* path : kBasePaths) mirror_base_path(root, path);
     bind_mount(std::string(kTemplates) + "/etc", root + "/etc", MS_RDONLY | MS_NOSUID | MS_NODEV,
                /*recursive=*/true);
     bind_mount(std::string(kTemplates) + "/dev", root + "/dev", MS_RDONLY | MS_NOSUID | MS_NOEXEC);
     make_dir(root + kBoxUserDir, 0755);
     for (const auto& [dir, mode] : kRootDirs) make_dir(root + dir, mode);
-    if (::chdir(root.c_str()) != 0) throw_errno("chdir " + root);
-    if (::syscall(SYS_pivot_root, ".", ".") != 0) throw_errno("pivot_root " + root);
-    if (::umount2(".", MNT_DETACH) != 0) throw_errno("umount2 the template's old root");
-    if (::chdir("/") != 0) throw_errno("chdir / in the template root");
+    pivot_into(root);
     mount_or_throw(nullptr, "/", nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV,
                    "", "remount the template root read-only");
   } catch (const std::system_error& e) {
@@ -397,10 +429,8 @@ namespace {
 bool extras_fit_the_template(const BoxPlan& plan) {
   const std::string store = std::string(kExtrasTop) + "/store/";
   for (const BindMount& extra : plan.read_only) {
-    if (extra.host_path.empty() || extra.host_path[0] != '/' ||
-        extra.box_path.rfind(store, 0) != 0 || extra.box_path.size() == store.size() ||
-        extra.box_path.find("/..") != std::string::npos ||
-        extra.box_path.find("//") != std::string::npos)
+    if (!is_valid_extra(extra) || extra.box_path.rfind(store, 0) != 0 ||
+        extra.box_path.size() == store.size() || extra.box_path.find("//") != std::string::npos)
       return false;
   }
   return true;
@@ -414,20 +444,14 @@ void take_extras(const BoxPlan& plan) {
   for (const BindMount& extra : plan.read_only) {
     PreparedExtra taken;
     taken.box_path = extra.box_path;
-    UniqueFd source(::open(extra.host_path.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
-    if (!source) throw_errno("open " + extra.host_path + " (O_PATH|O_NOFOLLOW)");
-    struct stat st;
-    if (::fstat(source.get(), &st) != 0) throw_errno("fstat " + extra.host_path);
-    if (S_ISLNK(st.st_mode)) {
-      char link[4096];
-      ssize_t n = ::readlinkat(source.get(), "", link, sizeof(link) - 1);
-      if (n < 0) throw_errno("readlink " + extra.host_path);
+    NoFollowSource source = open_no_follow(extra.host_path);
+    if (S_ISLNK(source.st.st_mode)) {
       taken.is_link = true;
-      taken.link.assign(link, static_cast<size_t>(n));
+      taken.link = std::move(source.link);
     } else {
-      taken.is_dir = S_ISDIR(st.st_mode);
+      taken.is_dir = S_ISDIR(source.st.st_mode);
       taken.tree.reset(static_cast<int>(
-          ::open_tree(source.get(), "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH)));
+          ::open_tree(source.fd.get(), "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH)));
       if (!taken.tree) throw_errno("open_tree(OPEN_TREE_CLONE) of " + extra.host_path);
       struct mount_attr attr = {};
       attr.attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
@@ -518,13 +542,11 @@ void build_box_base(const BoxPlan& plan) {
   mount_or_throw("cutor-root", root, "tmpfs", MS_NOSUID | MS_NODEV,
                  "size=1m,nr_inodes=4096,mode=0755", "mount tmpfs " + root);
 
-  for (const char* path : {"/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32"})
-    mirror_base_path(root, path);
+  for (const char* path : kBasePaths) mirror_base_path(root, path);
   mount_etc(root);
 
   for (const BindMount& extra : plan.read_only) {
-    if (extra.host_path.empty() || extra.host_path[0] != '/' || extra.box_path.empty() ||
-        extra.box_path[0] != '/' || extra.box_path.find("/..") != std::string::npos) {
+    if (!is_valid_extra(extra)) {
       errno = EINVAL;
       throw_errno("read-only mount " + extra.host_path + " -> " + extra.box_path);
     }
@@ -548,12 +570,7 @@ void build_box_base(const BoxPlan& plan) {
   make_dir(root + "/root", 0700);
   make_dir(root + "/home", 0755);
 
-  // pivot_root(".", "."): the old root ends up stacked on the new one and is detached at
-  // once, so no directory for it is needed (and none is left behind).
-  if (::chdir(root.c_str()) != 0) throw_errno("chdir " + root);
-  if (::syscall(SYS_pivot_root, ".", ".") != 0) throw_errno("pivot_root " + root);
-  if (::umount2(".", MNT_DETACH) != 0) throw_errno("umount2 old root");
-  if (::chdir("/") != 0) throw_errno("chdir / after pivot_root");
+  pivot_into(root);
 }
 
 void finish_box_filesystem(const BoxPlan& plan, int workspace_mount) {

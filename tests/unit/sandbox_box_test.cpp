@@ -15,12 +15,12 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <iterator>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "sandbox/box.h"
+#include "sandbox_test_util.h"
 
 namespace cutor::sandbox {
 namespace {
@@ -59,11 +59,6 @@ int count_processes_of(uid_t uid) {
   return count;
 }
 
-std::string read_text(const std::string& path) {
-  std::ifstream in(path);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
-
 // For a box that hangs: every process descended from `root` with its state, the kernel
 // function it waits in and its kernel stack, so a failure says where it is stuck.
 std::string describe_process_tree(pid_t root) {
@@ -75,7 +70,7 @@ std::string describe_process_tree(pid_t root) {
       if (name.find_first_not_of("0123456789") != std::string::npos) continue;
       const pid_t pid = std::stoi(name);
       if (std::find(tree.begin(), tree.end(), pid) != tree.end()) continue;
-      const std::string status = read_text(entry.path().string() + "/status");
+      const std::string status = testing_util::read_file(entry.path().string() + "/status");
       const size_t at = status.find("\nPPid:\t");
       if (at == std::string::npos) continue;
       const pid_t parent = std::atoi(status.c_str() + at + 7);
@@ -87,13 +82,14 @@ std::string describe_process_tree(pid_t root) {
   std::string text;
   for (pid_t pid : tree) {
     const std::string dir = "/proc/" + std::to_string(pid);
-    const std::string status = read_text(dir + "/status");
+    const std::string status = testing_util::read_file(dir + "/status");
     const size_t state = status.find("State:");
     if (state == std::string::npos) continue;  // gone meanwhile
-    text += "pid " + std::to_string(pid) + " " + read_text(dir + "/comm") +
+    text += "pid " + std::to_string(pid) + " " + testing_util::read_file(dir + "/comm") +
             status.substr(state, status.find('\n', state) - state) + "\nwchan " +
-            read_text(dir + "/wchan") + "\nsyscall " + read_text(dir + "/syscall") +
-            read_text(dir + "/stack") + "\n";
+            testing_util::read_file(dir + "/wchan") + "\nsyscall " +
+            testing_util::read_file(dir + "/syscall") + testing_util::read_file(dir + "/stack") +
+            "\n";
   }
   return text;
 }
