@@ -293,6 +293,22 @@ def test_nonzero_exit_is_runtime_error(client):
     assert run["stdout"] == "out\n" and run["stderr"] == "err\n", run
 
 
+def test_stage_times_are_written_in_decimal_notation(client):
+    """`time` reads as the SPEC shows it (0.004), never in exponent form (4E-3, 0E0), and
+    an exponent inside a program's output is left as it was."""
+    sid = client.submit(submission({"run.sh": "echo 2.5E-3 1E0"}))["id"]
+    client.wait_finished(sid)
+    r = client.get(f"/api/v1/submissions/{sid}")
+    assert r.status == 200, r
+    text = r.body.decode()
+    times = re.findall(r'"time":([^,}]*)', text)
+    assert len(times) == 4, text
+    for t in times:
+        assert re.fullmatch(r"\d+\.\d+", t), (t, text)
+    assert '"time":0.0,' in text, text  # the skipped stages
+    assert '"stdout":"2.5E-3 1E0\\n"' in text, text
+
+
 def test_output_interleaves_stdout_and_stderr_in_write_order(client):
     script = "echo 1; sleep 0.1; echo 2 >&2; sleep 0.1; echo 3; sleep 0.1; echo 4 >&2"
     sub = ok(client.run(submission({"run.sh": script})))
