@@ -50,9 +50,11 @@ struct BoxPlan {
   // SCHED_IDLE, kBackgroundNice), off the critical path (it must not take a cpu from running
   // stages); the stage that takes it gives init SCHED_OTHER at the server's nice value at
   // once (set_scheduling on init's pid: a box still building must not keep its stage
-  // waiting at idle priority, and the program inherits init's). On demand, init keeps what
-  // it was born with. Init goes back to the background once it has reported (its exit and
-  // the namespaces' teardown are nobody's critical path).
+  // waiting at idle priority, and the program inherits init's). Its forker sets it (init
+  // may be taken before it has run at all, so init never sets its own until it has
+  // reported). On demand, init keeps what it was born with. Init goes back to the
+  // background once it has reported (its exit and the namespaces' teardown are nobody's
+  // critical path).
   bool background = false;
   // A network namespace prepared ahead (take_prepared_net_namespace: new, or lent again
   // after a check that it is as new) for init to enter, closed by init; -1: init unshares

@@ -89,12 +89,6 @@ PreparedExec prepare_exec(const BoxPlan& plan) {
   return exec;
 }
 
-// Puts this process in the background (set_scheduling). Throws.
-void become_background() {
-  if (int err = set_scheduling(0, true, kBackgroundNice); err != 0)
-    throw std::system_error(err, std::generic_category(), "sched_setattr(SCHED_IDLE)");
-}
-
 // One write of a fixed-size struct below PIPE_BUF: atomic on a pipe.
 void write_status(int fd, const BoxStatus& status) {
   ssize_t n;
@@ -373,7 +367,6 @@ int program_main(void* arg) {
   reset_signals();
   try {
     hide_server_command_line("cutor-box-init");
-    if (plan.background) become_background();
   } catch (...) {
     write_status(plan.status_fd, status_from_exception());
     ::_exit(1);
@@ -526,6 +519,11 @@ pid_t start_box(const BoxPlan& plan) {
   const pid_t init = ::fork();
   if (init == 0) box_init_main(plan);
   const int fork_errno = errno;
+  // Init never sets its own scheduling before it has reported: a prepared box may be taken
+  // before init has run at all, and the stage's switch to SCHED_OTHER must not be undone
+  // by init's first instructions. So the forker sets it (the spawner forks at the right
+  // one); refused: built at normal priority, only slower.
+  if (init > 0 && plan.background) set_scheduling(init, true, kBackgroundNice);
   // Before anything else: this thread's later children (other stages, other tools the
   // server runs from it) must be born in the server's own pid namespace.
   if (::setns(own, CLONE_NEWPID) != 0) {

@@ -15,6 +15,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -424,6 +425,54 @@ TEST_F(SandboxPoolTest, ThePoolRecoversFromFailedBoxes) {
     EXPECT_EQ(names.load(), 3);
   }
   if (box) {
+    ::syscall(SYS_pidfd_send_signal, box->pidfd.get(), SIGKILL, nullptr, 0);
+    reaper.adopt(box->pid, std::move(box->cgroup), std::move(box->net));
+  }
+}
+
+// A box may be taken the moment the pool has it, before its init has run an instruction of
+// its own: the stage's switch of init to SCHED_OTHER (Sandbox::run, at the take) must stick
+// whenever init gets to run. A busy thread per cpu starves the idle-priority init until then.
+TEST_F(SandboxPoolTest, ABoxTakenBeforeItsInitRanKeepsTheStagesPriority) {
+  sandbox::BoxReaper reaper;
+  sandbox::BoxPoolOptions options;
+  options.size = 1;
+  options.idle_ms = 10000;
+  std::atomic<int> names = 0;
+  options.next_cgroup_name = [&names] {
+    return "stage-" + std::to_string(::getpid()) + "-early-" + std::to_string(++names);
+  };
+  sandbox::BoxPool pool(options, reaper);
+  const auto policy_of = [](pid_t pid) {
+    std::istringstream stat(read_file("/proc/" + std::to_string(pid) + "/stat"));
+    std::string field;
+    std::getline(stat, field, ')');  // pid and (comm)
+    std::vector<std::string> fields;
+    while (stat >> field) fields.push_back(field);  // fields[0] is field 3, state
+    return fields.size() > 38 ? fields[38] : "no field 41 in " + stat.str();
+  };
+  for (int i = 0; i < 6; ++i) {
+    std::atomic<bool> stop{false};
+    std::vector<std::thread> busy;
+    for (unsigned c = 0; c < std::max(1u, std::thread::hardware_concurrency()); ++c)
+      busy.emplace_back([&stop] {
+        while (!stop.load(std::memory_order_relaxed)) {
+        }
+      });
+    std::optional<sandbox::PreparedBox> box;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (!(box = pool.take(default_limits())) && std::chrono::steady_clock::now() < deadline) {
+    }
+    // Built in the background: idle priority from its birth, set by its forker.
+    const std::string born = box ? policy_of(box->pid) : "";
+    const int set_error = box ? sandbox::set_scheduling(box->pid, false, 0) : 0;
+    stop = true;
+    for (std::thread& t : busy) t.join();
+    ASSERT_TRUE(box.has_value()) << "the pool made no box in 10 s";
+    EXPECT_EQ(set_error, 0) << std::strerror(set_error);
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));  // init runs, then waits
+    EXPECT_EQ(born, "5") << "take " << i << ": init's policy when taken (5: SCHED_IDLE)";
+    EXPECT_EQ(policy_of(box->pid), "0") << "take " << i << ": init's policy (5: SCHED_IDLE)";
     ::syscall(SYS_pidfd_send_signal, box->pidfd.get(), SIGKILL, nullptr, 0);
     reaper.adopt(box->pid, std::move(box->cgroup), std::move(box->net));
   }
