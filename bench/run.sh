@@ -106,8 +106,16 @@ stop_server() {
   wait "$SERVER_PID" 2>/dev/null || true
   SERVER_PID=
 }
+BUSY_PIDS=()
+stop_busy_loops() {
+  ((${#BUSY_PIDS[@]})) || return 0
+  kill "${BUSY_PIDS[@]}" 2>/dev/null
+  wait "${BUSY_PIDS[@]}" 2>/dev/null
+  BUSY_PIDS=()
+}
 cleanup() {
   set +e  # a failing step here must not skip the rest
+  stop_busy_loops
   stop_server
   if [[ -n ${SERVER_PID_DISK:-} ]]; then SERVER_PID=$SERVER_PID_DISK; stop_server; fi
   # Workspaces may be tmpfs mounts if the server died mid-stage: detach before removing.
@@ -306,6 +314,20 @@ SERVER_PID_DISK=
 r3=$(measure "${LG[@]}" post --port "$PORT" --body "$WORK/echo.json" --clients 1 --count "$SEQ_N" "${EXPECT_OK[@]}")
 row "2 http" "echo hi sequential, data dir on tmpfs (no fsync cost), twice" "$(fmt_lat "$r"); again p50 $(kv p50_ms "$r2") ms" ""
 row "2 http" "echo hi sequential, data dir on disk, right after" "$(fmt_lat "$r3")" ""
+
+# A busy host: one busy loop per cpu at nice 0 (what other submissions' cpu-bound programs
+# are to a stage), and bare fork+exec under the same loops beside it.
+log "e2e echo hi on a busy host ($(nproc) busy loops)"
+for _ in $(seq "$(nproc)"); do
+  /bin/sh -c 'while :; do :; done' &
+  BUSY_PIDS+=($!)
+done
+sleep 0.3
+b_busy=$(measure "$BIN/sandbox_bench" fork "$SEQ_N" -- /bin/sh -c 'echo hi')
+r=$(measure "${LG[@]}" post --port "$PORT" --body "$WORK/echo.json" --clients 1 --count "$SEQ_N" "${EXPECT_OK[@]}")
+stop_busy_loops
+row "2 http" "busy host: echo hi sequential, $(nproc) busy loops running" "$(fmt_lat "$r"), max $(kv max_ms "$r") ms" ""
+row "5 baseline" "busy host: sh -c 'echo hi', bare fork+exec, same loops" "$(fmt_lat "$b_busy")" ""
 
 # --- 3. environment cache ----------------------------------------------------------------
 nix_body() {  # nix_body OUT TAG: a cutor.nix unique to TAG, with bash on PATH, running echo hi

@@ -46,15 +46,15 @@ struct BoxPlan {
   // send_box_command() here (argv, env, uid, gid, limits, stdio and workspace come from
   // it; EOF: discarded, init exits quietly). The stdio fields above are unused.
   int command_fd = -1;
-  // Scheduling: a prepared box (`background`) is built in the background (set_scheduling:
-  // SCHED_IDLE, kBackgroundNice), off the critical path (it must not take a cpu from running
-  // stages); the stage that takes it gives init SCHED_OTHER at the server's nice value at
-  // once (set_scheduling on init's pid: a box still building must not keep its stage
-  // waiting at idle priority, and the program inherits init's). Its forker sets it (init
-  // may be taken before it has run at all, so init never sets its own until it has
-  // reported). On demand, init keeps what it was born with. Init goes back to the
-  // background once it has reported (its exit and the namespaces' teardown are nobody's
-  // critical path).
+  // Scheduling (set_scheduling): a prepared box (`background`) is built as background work,
+  // off the critical path (it must not take a cpu from running stages); the stage that
+  // takes it gives init stage work's scheduling at once (set_scheduling on init's pid: a
+  // box still building must not keep its stage waiting at low priority, and the program
+  // inherits init's). Its forker sets it (init may be taken before it has run at all, so
+  // init never sets its own until it has reported). On demand, init keeps what it was born
+  // with. The program gets the kernel's default slice (Scheduling::kProgram). Init goes
+  // back to the background once it has reported (its exit and the namespaces' teardown are
+  // nobody's critical path).
   bool background = false;
   // A network namespace prepared ahead (take_prepared_net_namespace: new, or lent again
   // after a check that it is as new) for init to enter, closed by init; -1: init unshares
@@ -79,14 +79,34 @@ void send_box_command(int command_socket, const BoxPlan& plan, int workspace_mou
 // The nice value of box work no stage waits for (building prepared boxes, tearing down).
 inline constexpr int kBackgroundNice = 19;
 
-// Sets the scheduling of thread `tid` (0: the calling thread) in one sched_setattr: with
-// `background`, SCHED_IDLE at kBackgroundNice; otherwise SCHED_OTHER at `nice`. Background
-// work is SCHED_IDLE rather than only nice 19 because a stage's task that wakes up on its
-// cpu preempts it at once (a nice-19 task may keep the cpu for the rest of its slice) and
-// the scheduler counts that cpu as idle, without an idle cpu's wake-up latency, when it
-// places a waking task. Returns 0 or the errno (leaving SCHED_IDLE needs CAP_SYS_NICE).
-// Background where sched_setattr is refused: nice kBackgroundNice alone.
-int set_scheduling(pid_t tid, bool background, int nice);
+// The time slice of work a stage waits for: the shortest the kernel allows (100 us).
+inline constexpr uint64_t kStageWorkSliceNs = 100'000;
+
+enum class Scheduling {
+  // Work no stage waits for: SCHED_OTHER at kBackgroundNice, the kernel's default slice.
+  // Not SCHED_IDLE: idle-priority work that holds a kernel lock every box needs (the mount
+  // namespace semaphore while a box's mounts are torn down, cgroup_mutex while a cgroup is
+  // made or removed) hardly runs while programs keep the cpus busy, and every box being
+  // set up waits behind it: with two busy loops on the 2-core VM, `echo hi` took up to
+  // 1.8 s (bench/README.md, "busy host").
+  kBackground,
+  // Work a stage waits for in the box's processes (the spawner and its forks on demand,
+  // the init of a taken box): SCHED_OTHER at the given nice, slice kStageWorkSliceNs. Its
+  // share of the cpu is unchanged; a short slice only makes its wake-ups preempt a busy
+  // program at once (EEVDF, Linux 6.12 and later; older kernels ignore the slice) rather
+  // than after the program's slice, on each of a box's hand-offs. The server's own threads
+  // keep the default slice: giving them the short one as well measured the same under
+  // load and cost a few percent of throughput on an idle machine (bench/README.md).
+  kStageWork,
+  // A user's program: SCHED_OTHER at the given nice, the kernel's default slice, as any
+  // process competing for the cpu (a short slice would only add context switches).
+  kProgram,
+};
+
+// Sets the scheduling of thread `tid` (0: the calling thread) in one sched_setattr.
+// Returns 0 or the errno. kBackground where sched_setattr is refused (a seccomp policy
+// around the server): nice kBackgroundNice alone, which needs no privilege.
+int set_scheduling(pid_t tid, Scheduling scheduling, int nice);
 
 // Box init from its first instruction, in the child of a fork into a fresh pid namespace
 // (start_box, or the spawner's clone). Never returns.

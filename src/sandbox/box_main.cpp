@@ -175,6 +175,10 @@ void install_stdio(int from, int to, int open_flags) {
     if (::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) != 0)
       throw std::system_error(errno, std::generic_category(), "close_range(3, ~0, CLOEXEC)");
     apply_rlimits(plan.limits);
+    // Init's scheduling (stage work) but the default slice; refused: init's, harmless.
+    errno = 0;
+    const int nice = ::getpriority(PRIO_PROCESS, 0);
+    if (errno == 0) set_scheduling(0, Scheduling::kProgram, nice);
     // Enter the workspace while still root: a previous stage may have run `chmod 000 /box`
     // (the box user owns it). The cwd stays after the drop, and the program then fails to
     // read its script like any program denied its own files, a verdict of its own making
@@ -356,7 +360,7 @@ int program_main(void* arg) {
   }
   write_status(plan.status_fd, result);
   // What is left (our exit, the namespaces' teardown) is nobody's critical path.
-  set_scheduling(0, true, kBackgroundNice);
+  set_scheduling(0, Scheduling::kBackground, 0);
   ::_exit(0);
 }
 
@@ -488,7 +492,7 @@ void hide_server_command_line(const char* name) {
   ::prctl(PR_SET_NAME, name, 0, 0, 0);  // comm, for ps; cannot fail with a valid pointer
 }
 
-int set_scheduling(pid_t tid, bool background, int nice) {
+int set_scheduling(pid_t tid, Scheduling scheduling, int nice) {
   // struct sched_attr of the kernel's uapi (SCHED_ATTR_SIZE_VER0), which glibc 2.36 does
   // not declare and <linux/sched/types.h> cannot be included next to <sched.h>.
   struct {
@@ -501,12 +505,13 @@ int set_scheduling(pid_t tid, bool background, int nice) {
   } attr = {};
   static_assert(sizeof attr == 48);
   attr.size = sizeof attr;
-  attr.sched_policy = background ? SCHED_IDLE : SCHED_OTHER;
+  attr.sched_policy = SCHED_OTHER;
+  const bool background = scheduling == Scheduling::kBackground;
   attr.sched_nice = background ? kBackgroundNice : nice;
+  // For SCHED_OTHER, sched_runtime is the task's slice (0: the kernel's default).
+  attr.sched_runtime = scheduling == Scheduling::kStageWork ? kStageWorkSliceNs : 0;
   if (::syscall(SYS_sched_setattr, tid, &attr, 0) == 0) return 0;
   const int err = errno;
-  // Where sched_setattr is refused (a seccomp policy around the server), background work
-  // is at least niced, which needs no privilege.
   if (background && ::setpriority(PRIO_PROCESS, static_cast<id_t>(tid), kBackgroundNice) == 0)
     return 0;
   return err;
@@ -523,7 +528,7 @@ pid_t start_box(const BoxPlan& plan) {
   // before init has run at all, and the stage's switch to SCHED_OTHER must not be undone
   // by init's first instructions. So the forker sets it (the spawner forks at the right
   // one); refused: built at normal priority, only slower.
-  if (init > 0 && plan.background) set_scheduling(init, true, kBackgroundNice);
+  if (init > 0 && plan.background) set_scheduling(init, Scheduling::kBackground, 0);
   // Before anything else: this thread's later children (other stages, other tools the
   // server runs from it) must be born in the server's own pid namespace.
   if (::setns(own, CLONE_NEWPID) != 0) {

@@ -52,7 +52,7 @@ namespace {
 
 // This thread only: no stage waits for what it does.
 void lower_this_threads_priority() {
-  set_scheduling(0, true, kBackgroundNice);
+  set_scheduling(0, Scheduling::kBackground, 0);
 }
 
 }  // namespace

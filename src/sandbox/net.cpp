@@ -186,7 +186,7 @@ class NetNamespacePool {
     ::pthread_setname_np(::pthread_self(), "cutor-netns");
     // No stage waits for a namespace being made or checked (a box without one unshares its
     // own).
-    set_scheduling(0, true, kBackgroundNice);
+    set_scheduling(0, Scheduling::kBackground, 0);
     for (;;) {
       LentNetNamespace back;
       {

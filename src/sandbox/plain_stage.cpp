@@ -16,6 +16,7 @@
 #include <system_error>
 #include <utility>
 
+#include "sandbox/box.h"
 #include "sandbox/rlimits.h"
 
 namespace cutor::sandbox {
@@ -153,6 +154,10 @@ void reset_signals() {
     report_setup_failure(resource, err, 126);
   }
   if (::chdir(p.workdir.c_str()) != 0) report_setup_failure("chdir to the workspace", errno, 126);
+  // The server's scheduling but the kernel's default slice (box.h, Scheduling::kProgram).
+  errno = 0;
+  const int nice = ::getpriority(PRIO_PROCESS, 0);
+  if (errno == 0) set_scheduling(0, Scheduling::kProgram, nice);
 
   bool denied = false;
   int last_errno = ENOENT;

@@ -376,14 +376,15 @@ class SandboxImpl : public Sandbox {
           sandbox::take_prepared_net_namespace(), /*background=*/false);
     } else {
       // Built in the background; from now on a stage waits for it.
-      scheduling_error = sandbox::set_scheduling(prepared->pid, false, stage_nice_);
+      scheduling_error =
+          sandbox::set_scheduling(prepared->pid, sandbox::Scheduling::kStageWork, stage_nice_);
       if (scheduling_error == 0 && !(prepared->cgroup_limits == spec.limits))
         prepared->cgroup->set_limits(spec.limits);
     }
     box.pid = prepared->pid;
     box.cgroup = std::move(prepared->cgroup);
     box.net = std::move(prepared->net);
-    // A box left at idle priority would run its stage only when nothing else wants a cpu:
+    // A box left at background priority would run its stage behind every busy program:
     // build one at the server's priority instead (this one goes to the reaper).
     if (scheduling_error != 0) return retry_on_demand(spec, std::move(cancel));
     sandbox::ExitedThreadCpu* exited =

@@ -105,25 +105,27 @@ bool receive_request(int socket, BoxPlan& plan) {
   // the spawner's own (every init starts from a copy of it). Without them, inits build
   // their own.
   prepare_box_templates();
-  // Forks for prepared boxes are background work (set_scheduling): done at SCHED_IDLE, so
-  // the fork does not hold a cpu a stage wants, and the init is born there. Forks on
-  // demand, which a stage waits for, at the server's own nice value.
+  // Forks for prepared boxes are background work (set_scheduling), so the fork does not
+  // hold a cpu a stage wants, and the init is born there. Forks on demand, which a stage
+  // waits for, are stage work at the server's own nice value.
   errno = 0;
   const int own_nice = ::getpriority(PRIO_PROCESS, 0);
   const int normal_nice = errno == 0 ? own_nice : 0;
+  set_scheduling(0, Scheduling::kStageWork, normal_nice);  // refused: the server's, harmless
   bool in_background = false;
   for (;;) {
     BoxPlan plan;
     if (!receive_request(socket, plan)) ::_exit(0);
     int scheduling_error = 0;
     if (plan.background != in_background) {
-      scheduling_error = set_scheduling(0, plan.background, normal_nice);
+      scheduling_error = set_scheduling(
+          0, plan.background ? Scheduling::kBackground : Scheduling::kStageWork, normal_nice);
       if (scheduling_error == 0) in_background = plan.background;
       if (plan.background) scheduling_error = 0;  // built at normal priority then: slower only
     }
     // A fork (no stack argument: the child runs on a copy of ours) into a new pid
     // namespace, as a sibling: the server is its parent. Never a box a stage waits for
-    // born at idle priority: that is refused with the errno.
+    // born at background priority: that is refused with the errno.
     long pid = -1;
     errno = scheduling_error;
     if (scheduling_error == 0)

@@ -8,12 +8,14 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -57,6 +59,40 @@ int count_children_named(const std::string& name) {
   for (const auto& [pid, cmdline] : children())
     if (cmdline.rfind(name, 0) == 0) ++n;
   return n;
+}
+
+// "policy nice slice" of process `pid`: fields 41 and 19 of its stat, se.slice of its sched.
+std::string scheduling_of(pid_t pid) {
+  const std::string proc = "/proc/" + std::to_string(pid);
+  std::istringstream stat(read_file(proc + "/stat"));
+  std::string field;
+  std::getline(stat, field, ')');  // pid and (comm)
+  std::vector<std::string> fields;
+  while (stat >> field) fields.push_back(field);  // fields[0] is field 3, state
+  if (fields.size() <= 38) return "no field 41 in " + stat.str();
+  std::istringstream sched(read_file(proc + "/sched"));
+  std::string line, slice = "no se.slice";
+  while (std::getline(sched, line))
+    if (line.rfind("se.slice", 0) == 0) slice = line.substr(line.find_last_of(" \t") + 1);
+  return fields[38] + " " + fields[16] + " " + slice;
+}
+
+// The slice of a process nobody has set one for (this one's main thread).
+std::string default_slice() {
+  const std::string ours = scheduling_of(::getpid());
+  return ours.substr(ours.rfind(' ') + 1);
+}
+
+// The slice of stage work: kStageWorkSliceNs where the kernel takes a slice from
+// sched_setattr (Linux 6.12 on), the default elsewhere. Asked of a thread of our own.
+std::string stage_work_slice() {
+  std::string slice;
+  std::thread([&slice] {
+    if (sandbox::set_scheduling(0, sandbox::Scheduling::kStageWork, 0) != 0) return;
+    const std::string ours = scheduling_of(static_cast<pid_t>(::gettid()));
+    slice = ours.substr(ours.rfind(' ') + 1);
+  }).join();
+  return slice;
 }
 
 // Every directory below this process's cgroups (each hierarchy, skipping roots) named like
@@ -323,15 +359,18 @@ TEST_F(SandboxPoolTest, APreparedBoxGetsTheRunsIdentityLimitsAndAFreshRoot) {
       run("tr -d '\\0' </proc/1/cmdline; echo; id -un; grep -c . /etc/passwd; touch /etc/x "
           "2>/dev/null || "
           "echo etc ro; grep ' /box ' /proc/self/mounts | grep -c nosuid; hostname; "
-          "cut -d' ' -f19,41 /proc/self/stat; cut -d' ' -f41 /proc/1/stat");
+          "cut -d' ' -f19,41 /proc/self/stat /proc/1/stat; "
+          "grep -h '^se.slice' /proc/self/sched /proc/1/sched | tr -s ' ' | cut -d' ' -f3");
   ASSERT_EQ(r.status, StageStatus::kOk) << r.stderr_data;
-  // The box was built in the background (SCHED_IDLE, nice 19); its stage, init included,
-  // runs at our nice and as SCHED_OTHER (policy 0), never at idle priority.
+  // The box was built in the background (nice 19); its stage, init included, runs at our
+  // nice as SCHED_OTHER (policy 0). Init has stage work's short slice, the program (here
+  // grep) the default one.
   errno = 0;
   const int our_nice = ::getpriority(PRIO_PROCESS, 0);
   ASSERT_EQ(errno, 0);
-  EXPECT_EQ(r.stdout_data,
-            "cutor-box-init\ncutor\n3\netc ro\n1\ncutor\n" + std::to_string(our_nice) + " 0\n0\n");
+  const std::string nice_policy = std::to_string(our_nice) + " 0\n";
+  EXPECT_EQ(r.stdout_data, "cutor-box-init\ncutor\n3\netc ro\n1\ncutor\n" + nice_policy +
+                               nice_policy + default_slice() + "\n" + stage_work_slice() + "\n");
 
   warm_up(2);
   SandboxLimits small = default_limits();
@@ -389,7 +428,7 @@ TEST_F(SandboxPoolTest, KilledSpawnerAndPreparedBoxesAreNotFatal) {
 
 TEST_F(SandboxPoolTest, PreparedBoxesAreDiscardedWhenIdle) {
   start(2, /*idle_ms=*/100);
-  // One is enough to see discarded: on a busy host (boxes are built at idle priority) the
+  // One is enough to see discarded: on a busy host (boxes are built at background priority) the
   // first may be discarded before the second is ready.
   warm_up(1);
   EXPECT_TRUE(eventually([] { return count_children_named("cutor-box-init") == 0; }, 3))
@@ -431,8 +470,22 @@ TEST_F(SandboxPoolTest, ThePoolRecoversFromFailedBoxes) {
 }
 
 // A box may be taken the moment the pool has it, before its init has run an instruction of
-// its own: the stage's switch of init to SCHED_OTHER (Sandbox::run, at the take) must stick
-// whenever init gets to run. A busy thread per cpu starves the idle-priority init until then.
+// its own: the stage's switch of init to stage work (Sandbox::run, at the take) must stick
+// whenever init gets to run. A busy thread per cpu starves the background init until then.
+// Linux 6.12 and later take a task's slice from sched_setattr; there stage work has the
+// shortest one (sandbox/box.h, Scheduling).
+TEST_F(SandboxPoolTest, StageWorkHasTheShortestSliceWhereTheKernelTakesOne) {
+  struct utsname host;
+  ASSERT_EQ(::uname(&host), 0);
+  int major = 0, minor = 0;
+  ASSERT_EQ(std::sscanf(host.release, "%d.%d", &major, &minor), 2) << host.release;
+  if (major > 6 || (major == 6 && minor >= 12))
+    EXPECT_EQ(stage_work_slice(), std::to_string(sandbox::kStageWorkSliceNs));
+  else
+    EXPECT_EQ(stage_work_slice(), default_slice()) << "no custom slices before 6.12";
+  EXPECT_NE(default_slice(), "no se.slice");
+}
+
 TEST_F(SandboxPoolTest, ABoxTakenBeforeItsInitRanKeepsTheStagesPriority) {
   sandbox::BoxReaper reaper;
   sandbox::BoxPoolOptions options;
@@ -443,14 +496,8 @@ TEST_F(SandboxPoolTest, ABoxTakenBeforeItsInitRanKeepsTheStagesPriority) {
     return "stage-" + std::to_string(::getpid()) + "-early-" + std::to_string(++names);
   };
   sandbox::BoxPool pool(options, reaper);
-  const auto policy_of = [](pid_t pid) {
-    std::istringstream stat(read_file("/proc/" + std::to_string(pid) + "/stat"));
-    std::string field;
-    std::getline(stat, field, ')');  // pid and (comm)
-    std::vector<std::string> fields;
-    while (stat >> field) fields.push_back(field);  // fields[0] is field 3, state
-    return fields.size() > 38 ? fields[38] : "no field 41 in " + stat.str();
-  };
+  const std::string background = "0 19 " + default_slice();
+  const std::string stage_work = "0 0 " + stage_work_slice();
   for (int i = 0; i < 6; ++i) {
     std::atomic<bool> stop{false};
     std::vector<std::thread> busy;
@@ -463,16 +510,18 @@ TEST_F(SandboxPoolTest, ABoxTakenBeforeItsInitRanKeepsTheStagesPriority) {
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
     while (!(box = pool.take(default_limits())) && std::chrono::steady_clock::now() < deadline) {
     }
-    // Built in the background: idle priority from its birth, set by its forker.
-    const std::string born = box ? policy_of(box->pid) : "";
-    const int set_error = box ? sandbox::set_scheduling(box->pid, false, 0) : 0;
+    // Built in the background from its birth: its forker set it.
+    const std::string born = box ? scheduling_of(box->pid) : "";
+    const int set_error =
+        box ? sandbox::set_scheduling(box->pid, sandbox::Scheduling::kStageWork, 0) : 0;
     stop = true;
     for (std::thread& t : busy) t.join();
     ASSERT_TRUE(box.has_value()) << "the pool made no box in 10 s";
     EXPECT_EQ(set_error, 0) << std::strerror(set_error);
     std::this_thread::sleep_for(std::chrono::milliseconds(200));  // init runs, then waits
-    EXPECT_EQ(born, "5") << "take " << i << ": init's policy when taken (5: SCHED_IDLE)";
-    EXPECT_EQ(policy_of(box->pid), "0") << "take " << i << ": init's policy (5: SCHED_IDLE)";
+    EXPECT_EQ(born, background) << "take " << i << ": init's policy, nice and slice when taken";
+    EXPECT_EQ(scheduling_of(box->pid), stage_work)
+        << "take " << i << ": init's policy, nice and slice once it ran";
     ::syscall(SYS_pidfd_send_signal, box->pidfd.get(), SIGKILL, nullptr, 0);
     reaper.adopt(box->pid, std::move(box->cgroup), std::move(box->net));
   }
