@@ -109,8 +109,8 @@ stop_server() {
 BUSY_PIDS=()
 stop_busy_loops() {
   ((${#BUSY_PIDS[@]})) || return 0
-  kill "${BUSY_PIDS[@]}" 2>/dev/null
-  wait "${BUSY_PIDS[@]}" 2>/dev/null
+  kill "${BUSY_PIDS[@]}" 2>/dev/null || true
+  wait "${BUSY_PIDS[@]}" 2>/dev/null || true  # 143: killed, as meant
   BUSY_PIDS=()
 }
 cleanup() {
