@@ -525,7 +525,7 @@ pid_t start_box(const BoxPlan& plan) {
   if (init == 0) box_init_main(plan);
   const int fork_errno = errno;
   // Init never sets its own scheduling before it has reported: a prepared box may be taken
-  // before init has run at all, and the stage's switch to SCHED_OTHER must not be undone
+  // before init has run at all, and the stage's switch to stage work must not be undone
   // by init's first instructions. So the forker sets it (the spawner forks at the right
   // one); refused: built at normal priority, only slower.
   if (init > 0 && plan.background) set_scheduling(init, Scheduling::kBackground, 0);

@@ -2,6 +2,7 @@
 
 #include <sched.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -83,7 +84,7 @@ bool receive_request(int socket, BoxPlan& plan) {
   return plan.sync_fd >= 0 && plan.status_fd >= 0 && plan.command_fd >= 0;
 }
 
-[[noreturn]] void spawner_main(int socket) {
+[[noreturn]] void spawner_main(int socket, pid_t* born) {
   // The server's mask (it takes SIGTERM/SIGINT with sigwait) is not ours. A ^C or a stop
   // of the whole process group must not take the spawner down before the server: it goes
   // with the server (PR_SET_PDEATHSIG) or when the Sandbox closes its socket. Each init
@@ -125,11 +126,14 @@ bool receive_request(int socket, BoxPlan& plan) {
     }
     // A fork (no stack argument: the child runs on a copy of ours) into a new pid
     // namespace, as a sibling: the server is its parent. Never a box a stage waits for
-    // born at background priority: that is refused with the errno.
+    // born at background priority: that is refused with the errno. The kernel writes the
+    // init's pid to `born` (shared with the server) before the clone returns, so the server
+    // knows it even if we are killed before our reply.
     long pid = -1;
     errno = scheduling_error;
     if (scheduling_error == 0)
-      pid = ::syscall(SYS_clone, CLONE_PARENT | CLONE_NEWPID, 0, nullptr, nullptr, 0);
+      pid = ::syscall(SYS_clone, CLONE_PARENT | CLONE_NEWPID | CLONE_PARENT_SETTID, 0, born,
+                      nullptr, 0);
     if (pid == 0) {
       ::close(socket);
       box_init_main(plan);
@@ -149,20 +153,30 @@ std::unique_ptr<Spawner> Spawner::start() {
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sockets) != 0)
     throw_errno(errno, "socketpair for the box spawner");
   UniqueFd ours(sockets[0]), theirs(sockets[1]);
+  // One pid shared with the spawner: where its clone writes each init's pid.
+  void* page =
+      ::mmap(nullptr, sizeof(pid_t), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (page == MAP_FAILED) throw_errno(errno, "mmap the box spawner's shared pid");
+  pid_t* born = static_cast<pid_t*>(page);
   const pid_t parent = ::getpid();
   const pid_t pid = ::fork();
-  if (pid < 0) throw_errno(errno, "fork the box spawner");
+  if (pid < 0) {
+    const int err = errno;
+    ::munmap(born, sizeof(pid_t));
+    throw_errno(err, "fork the box spawner");
+  }
   if (pid == 0) {
     if (::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0 || ::getppid() != parent) ::_exit(1);
-    spawner_main(theirs.get());
+    spawner_main(theirs.get(), born);
   }
-  return std::unique_ptr<Spawner>(new Spawner(pid, std::move(ours)));
+  return std::unique_ptr<Spawner>(new Spawner(pid, std::move(ours), born));
 }
 
 Spawner::~Spawner() {
   socket_.reset();
   while (::waitpid(pid_, nullptr, 0) < 0 && errno == EINTR) {
   }
+  ::munmap(born_, sizeof(pid_t));
 }
 
 pid_t Spawner::spawn(const BoxPlan& plan) {
@@ -188,14 +202,24 @@ pid_t Spawner::spawn(const BoxPlan& plan) {
   }
 
   std::lock_guard lock(mutex_);
+  __atomic_store_n(born_, 0, __ATOMIC_SEQ_CST);
   if (int err =
           send_with_fds(socket_.get(), &request, sizeof request, fds, static_cast<size_t>(count)))
     throw_errno(err, "sendmsg to the box spawner");
   if (send_all(socket_.get(), payload.data(), payload.size()) != 0)
     throw_errno(EPIPE, "send to the box spawner");
   int32_t reply = 0;
-  if (receive_all(socket_.get(), &reply, sizeof reply) != 0)
+  if (receive_all(socket_.get(), &reply, sizeof reply) != 0) {
+    // Killed after its clone, before the reply: the init it made is our child, holds this
+    // plan's fds (it would race a fallback init for the go byte) and would be a zombie
+    // nobody knows of. Its pid is in the shared page.
+    if (const pid_t orphan = __atomic_load_n(born_, __ATOMIC_SEQ_CST); orphan > 0) {
+      ::kill(orphan, SIGKILL);
+      while (::waitpid(orphan, nullptr, __WALL) < 0 && errno == EINTR) {
+      }
+    }
     throw_errno(EPIPE, "read the box spawner's reply (spawner gone)");
+  }
   if (reply <= 0) throw_errno(-reply, "the box spawner's clone(CLONE_PARENT|CLONE_NEWPID)");
   return reply;
 }

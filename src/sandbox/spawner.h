@@ -41,10 +41,12 @@ class Spawner {
   pid_t pid() const { return pid_; }
 
  private:
-  Spawner(pid_t pid, UniqueFd socket) : pid_(pid), socket_(std::move(socket)) {}
+  Spawner(pid_t pid, UniqueFd socket, pid_t* born)
+      : pid_(pid), socket_(std::move(socket)), born_(born) {}
 
   pid_t pid_;
   UniqueFd socket_;
+  pid_t* born_;  // a MAP_SHARED page: the spawner's clone writes each init's pid here
   std::mutex mutex_;
 };
 

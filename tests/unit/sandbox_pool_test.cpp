@@ -422,7 +422,10 @@ TEST_F(SandboxPoolTest, KilledSpawnerAndPreparedBoxesAreNotFatal) {
     EXPECT_EQ(r.stdout_data, "still " + std::to_string(i) + "\n");
   }
   sandbox_.reset();
-  EXPECT_EQ(children(), (std::vector<std::pair<pid_t, std::string>>{}));
+  std::string left;
+  for (const auto& [pid, cmdline] : children())
+    left += read_file("/proc/" + std::to_string(pid) + "/stat") + "\n";
+  EXPECT_EQ(left, "") << "children left after the sandbox (their stat lines)";
   EXPECT_EQ(stage_cgroups(), std::vector<std::string>{});
 }
 
