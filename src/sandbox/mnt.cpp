@@ -302,9 +302,27 @@ void make_dev_nodes(const std::string& dev) {
   make_dir(dev + "/shm", 01777);
 }
 
-// /dev: the nodes (the spawner's template bound, or a small tmpfs of our own) and a fresh
-// /dev/shm; read-only but for /dev/shm.
-void build_dev(const std::string& root, int64_t shm_bytes) {
+// The size of a box's /tmp and /dev/shm. tmpfs size=0 would mean "unlimited": never pass it.
+int64_t box_tmp_bytes(const BoxPlan& plan) {
+  return plan.tmp_bytes > 0 ? plan.tmp_bytes : (64ll << 20);
+}
+
+// The mounts every box gets fresh, below `root` ("" once in the box's own copy of the
+// template) on existing mount points: a size-limited /tmp and /dev/shm, and the proc of the
+// box's pid namespace (we are its init), not the host's.
+void mount_box_scratch(const std::string& root, int64_t tmp_bytes) {
+  const std::string size = "size=" + std::to_string(tmp_bytes) + ",mode=1777";
+  mount_or_throw("cutor-tmp", root + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, size,
+                 "mount tmpfs " + root + "/tmp");
+  mount_or_throw("proc", root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "",
+                 "mount proc " + root + "/proc");
+  mount_or_throw("cutor-shm", root + "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, size,
+                 "mount tmpfs " + root + "/dev/shm");
+}
+
+// /dev: the nodes (the spawner's template bound, or a small tmpfs of our own) with the
+// mount point of /dev/shm; read-only.
+void build_dev(const std::string& root) {
   const std::string dev = root + "/dev";
   if (templates_ready) {
     // The spawner's nodes, bound read-only (devices allowed: no MS_NODEV).
@@ -317,10 +335,6 @@ void build_dev(const std::string& root, int64_t shm_bytes) {
     mount_or_throw(nullptr, dev, nullptr, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC, "",
                    "remount " + dev + " read-only");
   }
-  // Mounted on its (read-only) mount point.
-  const std::string shm = dev + "/shm";
-  mount_or_throw("cutor-shm", shm, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
-                 "size=" + std::to_string(shm_bytes) + ",mode=1777", "mount tmpfs " + shm);
 }
 
 // The box's /etc: the spawner's template bound read-only (with its own read-only binds),
@@ -512,12 +526,7 @@ namespace {
 
 // build_box_base in a copy of the template namespace: only what is each box's own.
 void mount_box_own_parts(const BoxPlan& plan) {
-  const int64_t tmp_bytes = plan.tmp_bytes > 0 ? plan.tmp_bytes : (64ll << 20);
-  mount_or_throw("cutor-tmp", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV,
-                 "size=" + std::to_string(tmp_bytes) + ",mode=1777", "mount tmpfs /tmp");
-  mount_or_throw("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "", "mount proc /proc");
-  mount_or_throw("cutor-shm", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
-                 "size=" + std::to_string(tmp_bytes) + ",mode=1777", "mount tmpfs /dev/shm");
+  mount_box_scratch("", box_tmp_bytes(plan));
   mount_or_throw("cutor-users", kBoxUserDir, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
                  kBoxUserDirOptions, std::string("mount tmpfs ") + kBoxUserDir);
   attach_extras();
@@ -556,17 +565,10 @@ void build_box_base(const BoxPlan& plan) {
   // The workspace's mount point; the workspace itself comes with finish_box_filesystem.
   make_dir(root + std::string(kBoxWorkdir), 0755);
 
-  // A fresh, size-limited /tmp. tmpfs size=0 would mean "unlimited": never pass it.
-  const int64_t tmp_bytes = plan.tmp_bytes > 0 ? plan.tmp_bytes : (64ll << 20);
   make_dir(root + "/tmp", 01777);
-  mount_or_throw("cutor-tmp", root + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV,
-                 "size=" + std::to_string(tmp_bytes) + ",mode=1777", "mount tmpfs /tmp");
-
-  // The proc of the box's pid namespace (we are its init), not the host's.
   make_dir(root + "/proc", 0555);
-  mount_or_throw("proc", root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "",
-                 "mount proc /proc");
-  build_dev(root, tmp_bytes);
+  build_dev(root);
+  mount_box_scratch(root, box_tmp_bytes(plan));
   make_dir(root + "/root", 0700);
   make_dir(root + "/home", 0755);
 
