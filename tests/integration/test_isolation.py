@@ -169,3 +169,29 @@ def test_a_later_box_sees_nothing_of_an_earlier_ones_network(client):
     for _ in range(12):
         out = run_ok(client, {"run.sh": "python3 look.py", "look.py": look})
         assert out == "rx 0 tx 0\n", out
+
+
+def test_a_stages_program_runs_as_any_process_and_its_init_as_stage_work(server, client):
+    # Through the real server: the program (here cut and grep) at the server's nice as
+    # SCHED_OTHER (policy 0) with the kernel's default slice, so no submission can starve
+    # or out-wait another; the box's init, whose wake-ups a stage waits for, with the
+    # shortest slice where the kernel takes one (Linux 6.12 on), never at background nice.
+    server_nice = open(f"/proc/{server.proc.pid}/stat").read().rsplit(")", 1)[1].split()[16]
+    out = run_ok(
+        client,
+        {
+            "run.sh": "cut -d' ' -f19,41 /proc/self/stat /proc/1/stat; "
+            "grep -h '^se.slice' /proc/self/sched /proc/1/sched | tr -s ' ' | cut -d' ' -f3"
+        },
+    )
+    with open("/proc/self/sched") as own:
+        default_slice = next(l for l in own if l.startswith("se.slice")).split()[-1]
+    major, minor = (int(x) for x in os.uname().release.split(".")[:2])
+    init_slice = "100000" if (major, minor) >= (6, 12) else default_slice
+    assert out.split("\n") == [
+        f"{server_nice} 0",
+        f"{server_nice} 0",
+        default_slice,
+        init_slice,
+        "",
+    ], out
