@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs every Debian package cutor needs (only what is missing) and builds it.
+# Installs every Debian package cutor needs (only what is missing), makes Nix ready to build
+# (scripts/setup-nix.sh) and builds cutor.
 # Usage: scripts/setup.sh [BUILD_TYPE] [BUILD_DIR]   (default: Release build/release)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +14,9 @@ PACKAGES=(
 )
 
 scripts/install-packages.sh setup "${PACKAGES[@]}"
+# Nix build users and nix.conf (tests/integration/test_fresh_machine.py runs this step on
+# an /etc without them).
+scripts/setup-nix.sh
 
 BUILD_TYPE=${1:-Release}
 BUILD_DIR=${2:-build/$(echo "$BUILD_TYPE" | tr '[:upper:]' '[:lower:]')}
