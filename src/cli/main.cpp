@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "api/http_server.h"
+#include "cli/data_dir_lock.h"
 #include "cli/dependency_adapter.h"
 #include "cli/run_command.h"
 #include "envcache/deps_cli.h"
@@ -83,6 +84,23 @@ std::set<std::string> read_tokens(const std::string& path) {
   return tokens;
 }
 
+// `nix` in /api/v1/info: whether cutor.nix can be built, why not, and the configuration in
+// force (the substituters a build may wait on: none on an offline host).
+boost::json::object nix_features(const NixEnvironmentCache* nix, const std::string& problem) {
+  boost::json::object f{{"available", nix != nullptr}};
+  if (!nix) {
+    f["problem"] = problem;
+    return f;
+  }
+  const NixConfig& c = nix->readiness().config;
+  boost::json::array subs;
+  for (const auto& s : c.substituters) subs.emplace_back(s);
+  f["substituters"] = std::move(subs);
+  f["build_users_group"] = c.build_users_group;
+  f["sandbox"] = c.sandbox;
+  return f;
+}
+
 int serve(const ServeOptions& o) {
   setup_logging(o.log_format, o.log_level);
   // Signals are taken by sigwait below; block them before any thread starts.
@@ -100,7 +118,9 @@ int serve(const ServeOptions& o) {
   config.max_wait_ms = o.max_wait_ms;
   config.http_threads = o.http_threads;
 
-  fs::create_directories(o.data);
+  // Before anything touches the directory: a second server would re-queue this one's
+  // running submissions and delete its live workspaces.
+  DataDirLock data_lock = DataDirLock::acquire(o.data, "serve");
   auto store = open_sqlite_store({.path = o.data + "/cutor.db", .synchronous_full = true});
   if (int64_t n = store->requeue_unfinished())
     spdlog::info("recovery: {} unfinished submissions queued again", n);
@@ -118,6 +138,7 @@ int serve(const ServeOptions& o) {
 
   std::unique_ptr<NixEnvironmentCache> nix;
   std::unique_ptr<NixDependencyService> deps;
+  std::string nix_problem;
   try {
     NixCacheOptions nix_options;
     nix_options.data_dir = o.data;
@@ -130,17 +151,20 @@ int serve(const ServeOptions& o) {
     deps = std::make_unique<NixDependencyService>(*nix,
                                                   config.limits.default_for(Stage::kEnvironment));
   } catch (const std::exception& e) {
-    spdlog::warn("no Nix environment cache ({}); submissions with cutor.nix will fail", e.what());
+    nix_problem = e.what();
+    spdlog::error("no Nix environment cache: {}; submissions with cutor.nix end INTERNAL_ERROR",
+                  nix_problem);
   }
 
   ExecutorOptions exec_options;
+  exec_options.no_environments_reason = nix_problem;
   exec_options.workers = o.workers;
   exec_options.work_dir = fs::absolute(o.data + "/work").lexically_normal().string();
   Executor executor(*store, *sandbox, nix.get(), exec_options);
 
   config.features["sandbox"] = {{"isolation", !o.no_isolation},
                                 {"cgroups", sandbox::describe_cgroup_support()}};
-  config.features["nix"] = {{"available", nix != nullptr}};
+  config.features["nix"] = nix_features(nix.get(), nix_problem);
   config.features["workers"] = o.workers;
   config.extra_metrics_text = [&executor, nix = nix.get()] {
     std::string text = executor.metrics_text();
@@ -168,6 +192,17 @@ int serve(const ServeOptions& o) {
   if (nix) nix->wait_idle();
   spdlog::info("stopped");
   return 0;
+}
+
+// The sandbox's report, then whether Nix can build here: the same line `serve` and `run`
+// log when they refuse to use Nix.
+int doctor(const std::optional<std::string>& substituters) {
+  int rc = sandbox::run_doctor(std::cout);
+  NixCacheOptions defaults;
+  NixReadiness nix = check_nix_readiness(defaults.nix_bin_dir, substituters,
+                                         {"PATH=" + defaults.nix_bin_dir + ":/usr/bin:/bin"});
+  std::cout << (nix.ok() ? "ok      " : "missing ") << "nix: " << nix.summary() << "\n";
+  return rc;
 }
 
 }  // namespace
@@ -228,6 +263,8 @@ int main(int argc, char** argv) {
   run_cmd->add_option("--stdin", ro.stdin_file, "File fed to run.sh's stdin")
       ->check(CLI::ExistingFile);
   run_cmd->add_option("--nix-path", ro.nix_path, "NIX_PATH for cutor.nix (default: $NIX_PATH)");
+  run_cmd->add_option("--substituters", ro.substituters,
+                      "Nix substituters ('' for none; default: Nix's own setting)");
   run_cmd->add_option("--data", ro.data_dir, "Environment cache dir (default: ~/.cache/cutor)");
   run_cmd->add_option("--env", ro.env, "KEY=VALUE set for compile and run");
   run_cmd->add_option("--limit", ro.limits, "STAGE.LIMIT=N, e.g. run.wall_time_ms=2000");
@@ -237,6 +274,9 @@ int main(int argc, char** argv) {
   run_cmd->footer("Arguments after -- are passed to run.sh.");
 
   auto* doctor_cmd = app.add_subcommand("doctor", "What isolation this host supports");
+  std::optional<std::string> doctor_substituters;
+  doctor_cmd->add_option("--substituters", doctor_substituters,
+                         "Nix substituters to report as in force ('' for none)");
 
   auto* deps_cmd = app.add_subcommand("deps", "The Nix environment cache");
   std::vector<std::string> deps_args;
@@ -274,8 +314,11 @@ int main(int argc, char** argv) {
       spdlog::set_level(spdlog::level::warn);
       return run_command(ro);
     }
-    if (doctor_cmd->parsed()) return sandbox::run_doctor(std::cout);
+    if (doctor_cmd->parsed()) return doctor(doctor_substituters);
     if (deps_cmd->parsed()) {
+      std::optional<DataDirLock> data_lock;
+      if (deps_args.front() != "list")  // a reader needs no lock; a writer must be alone
+        data_lock.emplace(DataDirLock::acquire(deps_data, "deps " + deps_args.front()));
       deps_options.data_dir = deps_data;
       deps_options.substituters = deps_substituters;
       if (deps_options.nix_path.empty())

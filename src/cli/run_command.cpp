@@ -132,21 +132,25 @@ int run_command(const RunCommandOptions& options) {
   auto sandbox = make_sandbox(sandbox_options);
 
   std::unique_ptr<NixEnvironmentCache> nix;
+  std::string nix_problem;
   if (s.request.find_file("cutor.nix")) {
     NixCacheOptions nix_options;
     nix_options.data_dir = options.data_dir.empty() ? default_cache_dir() : options.data_dir;
     nix_options.nix_path = options.nix_path;
+    nix_options.substituters = options.substituters;
     if (nix_options.nix_path.empty())
       if (const char* np = getenv("NIX_PATH")) nix_options.nix_path = np;
     try {
       nix = open_nix_environment_cache(nix_options);
     } catch (const std::exception& e) {
-      std::cerr << "cutor run: no Nix environment cache: " << e.what() << "\n";
+      nix_problem = e.what();
+      std::cerr << "cutor run: no Nix environment cache: " << nix_problem << "\n";
     }
   }
 
   ExecutorOptions exec_options;
   exec_options.work_dir = work;
+  exec_options.no_environments_reason = nix_problem;
   Executor executor(*store, *sandbox, nix.get(), exec_options);
 
   s.id = new_uuid();

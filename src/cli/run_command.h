@@ -1,6 +1,7 @@
 // `cutor run DIR`: one directory as one submission, executed here in-process.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -10,9 +11,10 @@ namespace cutor {
 
 struct RunCommandOptions {
   std::string dir;
-  std::string stdin_file;  // empty: no stdin
-  std::string nix_path;    // empty: $NIX_PATH
-  std::string data_dir;    // environment cache; empty: $XDG_CACHE_HOME/cutor or ~/.cache/cutor
+  std::string stdin_file;                   // empty: no stdin
+  std::string nix_path;                     // empty: $NIX_PATH
+  std::optional<std::string> substituters;  // Nix's --option substituters; unset: Nix's own
+  std::string data_dir;  // environment cache; empty: $XDG_CACHE_HOME/cutor or ~/.cache/cutor
   std::vector<std::string> args;
   std::vector<std::string> env;     // KEY=VALUE
   std::vector<std::string> limits;  // stage.limit=N

@@ -167,6 +167,7 @@ struct NixEnvironmentCache::Impl {
   std::vector<std::string> include_paths;  // resolved -I entries
   std::string nix_version;
   std::string system;
+  NixReadiness readiness;
   std::atomic<int64_t> nix_invocations{0};
   std::atomic<int64_t> builds{0};
   std::stop_source shutdown;
@@ -958,6 +959,10 @@ std::vector<std::string> NixEnvironmentCache::gc() {
   return impl_->collect("");
 }
 
+const NixReadiness& NixEnvironmentCache::readiness() const {
+  return impl_->readiness;
+}
+
 void NixEnvironmentCache::wait_idle() {
   std::unique_lock lock(impl_->mu);
   impl_->idle_cv.wait(lock, [&] { return impl_->flights.empty(); });
@@ -991,6 +996,10 @@ std::unique_ptr<NixEnvironmentCache> open_nix_environment_cache(const NixCacheOp
     fs::path resolved = fs::canonical(path, ec);
     impl->include_paths.push_back(prefix + (ec ? path : resolved.string()));
   }
+
+  // Never a build as root, nor one bound to fail on every cutor.nix: refuse to open.
+  impl->readiness = check_nix_readiness(options.nix_bin_dir, options.substituters, impl->nix_env());
+  if (!impl->readiness.ok()) throw std::runtime_error(impl->readiness.problem);
 
   NixProcessResult version = impl->run_nix({impl->nix_bin("nix"), "--version"});
   if (!version.ok())

@@ -43,6 +43,7 @@
 
 #include "envcache/environment_cache.h"
 #include "envcache/environment_records.h"
+#include "envcache/nix_readiness.h"
 
 namespace cutor {
 
@@ -91,6 +92,8 @@ class NixEnvironmentCache final : public EnvironmentCache {
   int64_t nix_invocations() const;
   // How many `nix print-dev-env` builds this cache has started.
   int64_t builds_started() const;
+  // Nix's configuration in force (substituters, build users), checked when opened.
+  const NixReadiness& readiness() const;
   // Blocks until no background build of this cache is running (tests, shutdown).
   void wait_idle();
 
@@ -104,7 +107,8 @@ class NixEnvironmentCache final : public EnvironmentCache {
 
 // Opens the cache: creates the directories, opens the records, asks Nix its version and
 // marks records left "building" by a dead process as failed. Throws std::runtime_error
-// with context when the data dir or Nix is unusable.
+// with context when the data dir or Nix is unusable, and with the readiness problem
+// (check_nix_readiness) when Nix cannot build as configured.
 std::unique_ptr<NixEnvironmentCache> open_nix_environment_cache(const NixCacheOptions& options);
 
 }  // namespace cutor

@@ -86,9 +86,15 @@ Result result_of_run(const StageResult& r) {
 StageResult internal_error(const std::string& why) {
   StageResult r;
   r.status = StageStatus::kInternalError;
-  r.stderr_data = why + "\n";
+  r.stderr_data = "cutor: internal error: " + why + "\n";
   r.output = r.stderr_data;
   return r;
+}
+
+// The result when a stage before run failed as `r`: the server's own failure is never
+// blamed on the submission.
+Result result_of_failed(const StageResult& r, Result user_error) {
+  return r.status == StageStatus::kInternalError ? Result::kInternalError : user_error;
 }
 
 int64_t micros_since(Clock::time_point start) {
@@ -252,15 +258,17 @@ struct Executor::State {
     }
     // Shutdown also interrupts the stage (the submission is then left unfinished).
     std::stop_callback on_shutdown(shutdown_token, [&] { cancel.request_stop(); });
+    Stage current = Stage::kEnvironment;
     try {
       // A cancel between the claim and our registration above must still win: the store
       // has it FINISHED already, so run_stages' first write is refused and nothing runs.
-      return run_stages(s, cancel.get_token(), shutdown_token);
+      return run_stages(s, cancel.get_token(), shutdown_token, current);
     } catch (const std::exception& e) {
-      // Typically the store refusing a write (disk full, read-only data dir).
-      spdlog::error("submission {}: {}", s.id, e.what());
+      // Typically the store refusing a write (disk full, read-only data dir). The stage it
+      // happened in says why; the workspace, if any, was removed on the way out.
+      spdlog::error("submission {}: {} stage: {}", s.id, stage_name(current), e.what());
       if (shutdown_token.stop_requested()) return std::nullopt;
-      return Outcome{Result::kInternalError, {}};
+      return Outcome{Result::kInternalError, {{current, internal_error(e.what())}}};
     }
   }
 
@@ -317,8 +325,9 @@ struct Executor::State {
   // caller records the result, so a FINISHED submission never still holds its environment;
   // the workspace goes with the outcome, removed after the result is recorded. Every write
   // but the last goes with the status or stage RUNNING that follows it.
+  // `current` follows the stage in progress, for the caller's report of an exception.
   std::optional<Outcome> run_stages(const Submission& s, std::stop_token cancel,
-                                    std::stop_token shutdown_token) {
+                                    std::stop_token shutdown_token, Stage& current) {
     const SubmissionRequest& req = s.request;
     auto abandoned = [&] { return shutdown_token.stop_requested(); };
     auto cancelled = [&] { return cancel.stop_requested(); };
@@ -342,16 +351,18 @@ struct Executor::State {
         return already_finished();
       EnvironmentOutcome outcome;
       if (!environments) {
-        outcome.stage = internal_error(
-            "cutor: this server has no Nix environment cache (is Nix installed? see `cutor "
-            "doctor`)");
+        outcome.stage = internal_error("this server has no Nix environment cache: " +
+                                       (options.no_environments_reason.empty()
+                                            ? std::string("see `cutor doctor`")
+                                            : options.no_environments_reason));
       } else {
         outcome = environments->prepare(nix->content, req.limits_for(Stage::kEnvironment), cancel);
       }
       if (abandoned()) return std::nullopt;
       if (!is_ok(outcome.stage) || !outcome.environment) {
-        return Outcome{cancelled() ? Result::kCancelled : Result::kEnvironmentError,
-                       {{Stage::kEnvironment, std::move(outcome.stage)}}};
+        Result r = cancelled() ? Result::kCancelled
+                               : result_of_failed(outcome.stage, Result::kEnvironmentError);
+        return Outcome{r, {{Stage::kEnvironment, std::move(outcome.stage)}}};
       }
       before_build.push_back({Stage::kEnvironment, std::move(outcome.stage)});
       env = std::move(outcome.environment);
@@ -362,6 +373,7 @@ struct Executor::State {
     }
 
     // build: a fresh workspace with the files written in it
+    current = Stage::kBuild;
     before_build.push_back({Stage::kBuild, with_status(StageStatus::kRunning)});
     if (!advance(s, SubmissionStatus::kBuilding, before_build)) return already_finished();
     auto build_start = Clock::now();
@@ -376,28 +388,33 @@ struct Executor::State {
       build.status = StageStatus::kOk;
       build.code = 0;
     } catch (const std::exception& e) {
-      build.status = StageStatus::kNonzeroExit;
-      build.code = 1;
-      build.stderr_data = std::string("cutor: cannot write the files: ") + e.what() + "\n";
-      build.output = build.stderr_data;
+      // Validation has refused every name and size a workspace cannot take, so what fails
+      // here is the host's: no box uid left, a refused tmpfs mount, a full disk.
+      build = internal_error(std::string("cannot make the workspace: ") + e.what());
+      spdlog::error("submission {}: {}", s.id, e.what());
     }
     build.wall_time_us = micros_since(build_start);
     if (abandoned()) return std::nullopt;
-    if (!is_ok(build)) return Outcome{Result::kBuildError, {{Stage::kBuild, std::move(build)}}};
+    if (!is_ok(build))
+      return Outcome{result_of_failed(build, Result::kBuildError),
+                     {{Stage::kBuild, std::move(build)}},
+                     std::move(ws)};
 
     // compile
     const PreparedEnvironment* penv = env ? &*env : nullptr;
     std::vector<StageWrite> before_run = {{Stage::kBuild, std::move(build)}};
     if (req.find_file("compile.sh")) {
       if (cancelled()) return Outcome{Result::kCancelled, std::move(before_run), std::move(ws)};
+      current = Stage::kCompile;
       before_run.push_back({Stage::kCompile, with_status(StageStatus::kRunning)});
       if (!advance(s, SubmissionStatus::kCompiling, before_run)) return already_finished();
       StageResult r = run_script(s, Stage::kCompile, {"sh", "compile.sh"}, "", *ws, penv, cancel);
       if (abandoned()) return std::nullopt;
       if (!is_ok(r)) {
-        return Outcome{cancelled() ? Result::kCancelled : Result::kCompileError,
-                       {{Stage::kCompile, std::move(r)}},
-                       std::move(ws)};
+        return Outcome{
+            cancelled() ? Result::kCancelled : result_of_failed(r, Result::kCompileError),
+            {{Stage::kCompile, std::move(r)}},
+            std::move(ws)};
       }
       before_run = {{Stage::kCompile, std::move(r)}};
     } else {
@@ -406,6 +423,7 @@ struct Executor::State {
 
     // run
     if (cancelled()) return Outcome{Result::kCancelled, std::move(before_run), std::move(ws)};
+    current = Stage::kRun;
     before_run.push_back({Stage::kRun, with_status(StageStatus::kRunning)});
     if (!advance(s, SubmissionStatus::kRunning, before_run)) return already_finished();
     std::vector<std::string> argv = {"sh", "run.sh"};

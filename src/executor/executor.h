@@ -18,6 +18,9 @@ struct ExecutorOptions {
   int workers = 1;
   // Parent directory of the per-submission workspaces.
   std::string work_dir;
+  // Why there is no environment cache (said in the environment stage of each cutor.nix
+  // submission, which ends INTERNAL_ERROR); empty: "no Nix environment cache".
+  std::string no_environments_reason;
   // The default environment's variables (no cutor.nix). A Nix environment's variables
   // are added on top, then the submission's own `env`.
   std::vector<std::string> base_env = {"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/box",

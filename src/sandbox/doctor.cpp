@@ -162,13 +162,7 @@ int run_doctor(std::ostream& out) {
              ", unprivileged_userns_clone=" + (userns_clone.empty() ? "n/a" : userns_clone) +
              " (not used by cutor; the box's seccomp filter refuses them to the program)");
 
-  std::string nix;
-  bool has_nix = on_path("nix", nix);
-  struct stat store;
-  bool has_store = ::stat("/nix/store", &store) == 0 && S_ISDIR(store.st_mode);
-  report(out, has_nix && has_store, "nix",
-         std::string(has_nix ? "nix at " + nix : "nix not found on PATH") +
-             (has_store ? ", /nix/store exists" : ", no /nix/store"));
+  // Nix is reported by the cli (envcache's readiness check): the box does not use it.
 
   std::string bwrap;
   bool has_bwrap = on_path("bwrap", bwrap);

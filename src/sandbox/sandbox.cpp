@@ -123,6 +123,7 @@ StageResult make_result(SupervisedRun& run, const Ending& ending, const SandboxL
     result.code.reset();
     result.signal.reset();
     result.stderr_data += "cutor: internal error: " + why + "\n";
+    result.output += "cutor: internal error: " + why + "\n";
   };
   if (!run.internal_error.empty()) {
     internal(run.internal_error);
@@ -166,6 +167,7 @@ StageResult internal_error_result(const std::string& why) {
   StageResult result;
   result.status = StageStatus::kInternalError;
   result.stderr_data = "cutor: internal error: " + why + "\n";
+  result.output = result.stderr_data;
   return result;
 }
 
