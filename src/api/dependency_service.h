@@ -17,7 +17,7 @@ struct DependencyPackage {
   int64_t size_bytes = 0;
 };
 
-enum class DependencyState { kBuilding, kReady, kFailed };
+enum class DependencyState { kBuilding, kReady, kFailed, kEvicting };
 
 // One cached environment, as GET /api/v1/dependencies lists it.
 struct DependencyEntry {
@@ -32,7 +32,8 @@ struct DependencyEntry {
   std::optional<std::string> error;  // set when failed
 };
 
-enum class EvictOutcome { kEvicted, kInUse, kNotFound };
+// kStarted: the eviction runs in the background; `entry` (state kEvicting) says what goes.
+enum class EvictOutcome { kStarted, kInUse, kNotFound };
 
 // Thread-safe. Methods are called on the HTTP server's threads and must not block for
 // long: build_ahead starts a build and returns at once.
@@ -48,8 +49,9 @@ class DependencyService {
   // `nix` is refused outright (the message is shown to the client as a 400).
   virtual DependencyEntry build_ahead(const std::string& nix) = 0;
 
-  // Evicts the environment with `key`: kInUse while an unfinished submission needs it.
-  virtual EvictOutcome evict(const std::string& key) = 0;
+  // Starts evicting the environment with `key` and returns at once: kInUse while an
+  // unfinished submission or a build needs it. Sets `entry` with kStarted.
+  virtual EvictOutcome evict(const std::string& key, DependencyEntry& entry) = 0;
 };
 
 }  // namespace cutor

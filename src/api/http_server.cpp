@@ -123,6 +123,8 @@ std::string dependency_state_name(DependencyState s) {
       return "ready";
     case DependencyState::kFailed:
       return "failed";
+    case DependencyState::kEvicting:
+      return "evicting";
   }
   return "failed";
 }
@@ -768,11 +770,10 @@ Response HttpServer::Impl::post_dependency(const Request& req) {
 }
 
 Response HttpServer::Impl::delete_dependency(const std::string& key) {
-  switch (deps->evict(key)) {
-    case EvictOutcome::kEvicted: {
-      Response res{http::status::no_content, 11};
-      return res;
-    }
+  DependencyEntry entry;
+  switch (deps->evict(key, entry)) {
+    case EvictOutcome::kStarted:
+      return json_response(http::status::accepted, dependency_to_json(entry));
     case EvictOutcome::kInUse:
       return error_response(409, "in_use", "",
                             "environment " + key + " is needed by an unfinished submission");

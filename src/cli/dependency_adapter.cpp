@@ -16,6 +16,9 @@ DependencyEntry to_dependency(const EnvironmentEntry& e) {
     case EnvironmentState::kFailed:
       d.state = DependencyState::kFailed;
       break;
+    case EnvironmentState::kEvicting:
+      d.state = DependencyState::kEvicting;
+      break;
   }
   d.store_path = e.store_path;
   for (const auto& p : e.packages) d.packages.push_back({p.name, p.version, p.path, p.size_bytes});
@@ -39,10 +42,12 @@ DependencyEntry NixDependencyService::build_ahead(const std::string& nix) {
   return to_dependency(cache_.build_ahead(nix, build_limits_));
 }
 
-EvictOutcome NixDependencyService::evict(const std::string& key) {
-  switch (cache_.evict(key)) {
+EvictOutcome NixDependencyService::evict(const std::string& key, DependencyEntry& entry) {
+  auto [result, evicting] = cache_.start_evict(key);
+  switch (result) {
     case EvictResult::kEvicted:
-      return EvictOutcome::kEvicted;
+      entry = to_dependency(*evicting);
+      return EvictOutcome::kStarted;
     case EvictResult::kInUse:
       return EvictOutcome::kInUse;
     case EvictResult::kNotFound:

@@ -14,7 +14,7 @@ class NixDependencyService final : public DependencyService {
       : cache_(cache), build_limits_(build_limits) {}
   std::vector<DependencyEntry> list() override;
   DependencyEntry build_ahead(const std::string& nix) override;
-  EvictOutcome evict(const std::string& key) override;
+  EvictOutcome evict(const std::string& key, DependencyEntry& entry) override;
 
  private:
   NixEnvironmentCache& cache_;

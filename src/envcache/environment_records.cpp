@@ -17,6 +17,8 @@ const char* environment_state_name(EnvironmentState s) {
       return "ready";
     case EnvironmentState::kFailed:
       return "failed";
+    case EnvironmentState::kEvicting:
+      return "evicting";
   }
   return "failed";
 }

@@ -21,7 +21,8 @@ struct EnvironmentPackage {
   bool operator==(const EnvironmentPackage&) const = default;
 };
 
-enum class EnvironmentState { kBuilding, kReady, kFailed };
+// kEvicting is never stored: list() shows it while an eviction runs.
+enum class EnvironmentState { kBuilding, kReady, kFailed, kEvicting };
 // "building", "ready", "failed"
 const char* environment_state_name(EnvironmentState s);
 

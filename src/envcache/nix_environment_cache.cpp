@@ -253,11 +253,8 @@ struct NixEnvironmentCache::Impl {
     return EnvironmentOutcome{std::move(stage), prepared_from(e)};
   }
 
-  std::shared_ptr<Flight> start_flight(const std::string& key, std::string nix,
-                                       const SandboxLimits& limits) {
-    std::lock_guard lock(mu);
-    if (auto it = flights.find(key); it != flights.end()) return it->second;
-    // Reap finished build threads.
+  // Joins the background threads that have finished. Called with `mu` held.
+  void reap_threads() {
     for (auto it = threads.begin(); it != threads.end();) {
       if (it->finished->load()) {
         it->thread.join();
@@ -266,6 +263,13 @@ struct NixEnvironmentCache::Impl {
         ++it;
       }
     }
+  }
+
+  std::shared_ptr<Flight> start_flight(const std::string& key, std::string nix,
+                                       const SandboxLimits& limits) {
+    std::lock_guard lock(mu);
+    if (auto it = flights.find(key); it != flights.end()) return it->second;
+    reap_threads();
     auto flight = std::make_shared<Flight>();
     flights[key] = flight;
     auto finished = std::make_shared<std::atomic<bool>>(false);
@@ -723,13 +727,22 @@ struct NixEnvironmentCache::Impl {
     }
   }
 
+  // Marks `key` as being evicted: kInUse while a build or a submission needs it, or while
+  // it is being evicted already. A prepare() of a marked key builds it again afterwards.
+  EvictResult mark_evicting(const std::string& key) {
+    std::lock_guard lock(mu);
+    if (flights.count(key) || in_use.count(key) || evicting.count(key)) return EvictResult::kInUse;
+    evicting.insert(key);
+    return EvictResult::kEvicted;
+  }
+
   EvictResult evict(const std::string& key) {
-    {
-      std::lock_guard lock(mu);
-      if (flights.count(key) || in_use.count(key) || evicting.count(key))
-        return EvictResult::kInUse;
-      evicting.insert(key);
-    }
+    if (mark_evicting(key) != EvictResult::kEvicted) return EvictResult::kInUse;
+    return evict_marked(key);
+  }
+
+  // The eviction of a key mark_evicting() marked; unmarks it when done.
+  EvictResult evict_marked(const std::string& key) {
     struct Unmark {
       Impl* impl;
       const std::string& key;
@@ -918,7 +931,11 @@ void NixEnvironmentCache::release(const std::string& key) {
 }
 
 std::vector<EnvironmentEntry> NixEnvironmentCache::list() {
-  return impl_->records->list();
+  std::vector<EnvironmentEntry> entries = impl_->records->list();
+  std::lock_guard lock(impl_->mu);
+  for (auto& e : entries)
+    if (impl_->evicting.count(e.key)) e.state = EnvironmentState::kEvicting;
+  return entries;
 }
 
 std::optional<EnvironmentEntry> NixEnvironmentCache::get(const std::string& key) {
@@ -955,6 +972,37 @@ EvictResult NixEnvironmentCache::evict(const std::string& key) {
   return impl_->evict(key);
 }
 
+std::pair<EvictResult, std::optional<EnvironmentEntry>> NixEnvironmentCache::start_evict(
+    const std::string& key) {
+  std::optional<EnvironmentEntry> entry = impl_->records->get(key);
+  std::error_code ec;
+  if (!entry && !fs::is_symlink(impl_->root_link(key), ec)) return {EvictResult::kNotFound, {}};
+  if (!entry) entry = EnvironmentEntry{.key = key};
+  entry->state = EnvironmentState::kEvicting;
+  if (impl_->mark_evicting(key) != EvictResult::kEvicted) {
+    std::lock_guard lock(impl_->mu);
+    if (impl_->evicting.count(key)) return {EvictResult::kEvicted, entry};  // asked again
+    return {EvictResult::kInUse, {}};
+  }
+  // On the cache's own threads, like builds: the lock, the GC roots and `nix-store --gc
+  // --print-dead` can take seconds to minutes.
+  std::lock_guard lock(impl_->mu);
+  impl_->reap_threads();
+  auto finished = std::make_shared<std::atomic<bool>>(false);
+  impl_->threads.push_back({std::thread([impl = impl_.get(), key, finished] {
+                              try {
+                                if (impl->evict_marked(key) != EvictResult::kEvicted)
+                                  spdlog::warn("envcache: eviction of {} gave way to a build", key);
+                              } catch (const std::exception& e) {
+                                spdlog::error("envcache: evicting {}: {}", key, e.what());
+                              }
+                              impl->idle_cv.notify_all();
+                              finished->store(true);
+                            }),
+                            finished});
+  return {EvictResult::kEvicted, entry};
+}
+
 std::vector<std::string> NixEnvironmentCache::gc() {
   return impl_->collect("");
 }
@@ -965,7 +1013,7 @@ const NixReadiness& NixEnvironmentCache::readiness() const {
 
 void NixEnvironmentCache::wait_idle() {
   std::unique_lock lock(impl_->mu);
-  impl_->idle_cv.wait(lock, [&] { return impl_->flights.empty(); });
+  impl_->idle_cv.wait(lock, [&] { return impl_->flights.empty() && impl_->evicting.empty(); });
 }
 
 std::unique_ptr<NixEnvironmentCache> open_nix_environment_cache(const NixCacheOptions& options) {

@@ -85,6 +85,10 @@ class NixEnvironmentCache final : public EnvironmentCache {
   // Removes the GC root and record of `key` and deletes the store paths of its closure
   // that nothing else keeps alive. kInUse while a build or a prepared submission uses it.
   EvictResult evict(const std::string& key);
+  // evict() on the cache's own threads: kNotFound or kInUse at once, or kEvicted with the
+  // entry as it is now (state kEvicting, also in list() until it is gone). Asked again
+  // while it runs, the same answer.
+  std::pair<EvictResult, std::optional<EnvironmentEntry>> start_evict(const std::string& key);
   // Evicts least recently used environments until the total is within the budget.
   // Returns the evicted keys.
   std::vector<std::string> gc();
@@ -94,7 +98,7 @@ class NixEnvironmentCache final : public EnvironmentCache {
   int64_t builds_started() const;
   // Nix's configuration in force (substituters, build users), checked when opened.
   const NixReadiness& readiness() const;
-  // Blocks until no background build of this cache is running (tests, shutdown).
+  // Blocks until no background build or eviction of this cache is running (tests, shutdown).
   void wait_idle();
 
   struct Impl;

@@ -164,13 +164,17 @@ def test_build_ahead_listing_and_eviction(client):
     assert python and python[0]["version"] == "3.11.2" and python[0]["size_bytes"] > 0
     assert all(p["path"].startswith("/nix/store/") for p in d["packages"])
 
-    # Used by a running submission: 409; afterwards: 204, then 404.
+    # Used by a running submission: 409; afterwards: 202 (evicting, in the background, listed
+    # as such until gone), then 404.
     sid = client.submit(submission({"cutor.nix": nix, "run.sh": "sleep 3"}))["id"]
     client.poll_until(sid, lambda s: s["status"] == "RUNNING", timeout=30)
     assert client.delete(f"/api/v1/dependencies/{key}").status == 409
     assert client.wait_finished(sid)["result"] == "OK"
-    assert client.delete(f"/api/v1/dependencies/{key}").status == 204
-    assert dependency(client, key) is None
+    r = client.delete(f"/api/v1/dependencies/{key}")
+    assert r.status == 202, r
+    assert r.json()["key"] == key and r.json()["state"] == "evicting", r.json()
+    assert r.json()["store_path"] == d["store_path"], r.json()
+    wait_until(lambda: dependency(client, key) is None, 60, what="evicted")
     r = client.delete(f"/api/v1/dependencies/{key}")
     assert r.status == 404 and r.json()["error"]["code"] == "not_found"
 

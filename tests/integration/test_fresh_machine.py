@@ -179,7 +179,9 @@ def test_a_finished_submission_never_holds_its_environment(make_server):
         deps = c.get("/api/v1/dependencies").json()["dependencies"]
         assert len(deps) == 1, deps
         r = c.delete(f"/api/v1/dependencies/{deps[0]['key']}", timeout=TIMEOUT_S)
-        assert r.status == 204, (i, r.status, r.body)
+        assert r.status == 202 and r.json()["state"] == "evicting", (i, r.status, r.body)
+        wait_until(lambda: not c.get("/api/v1/dependencies").json()["dependencies"],
+                   TIMEOUT_S, what="evicted")
 
 
 def test_every_box_uid_taken_is_internal_error_with_the_reason(tmp_path):

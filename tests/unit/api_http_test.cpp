@@ -222,8 +222,12 @@ class FakeDependencies : public DependencyService {
     e.created_at_ms = 1795626000000;
     return e;
   }
-  EvictOutcome evict(const std::string& key) override {
-    if (key == "abc123") return EvictOutcome::kEvicted;
+  EvictOutcome evict(const std::string& key, DependencyEntry& entry) override {
+    if (key == "abc123") {
+      entry = list().front();
+      entry.state = DependencyState::kEvicting;
+      return EvictOutcome::kStarted;
+    }
     if (key == "busy") return EvictOutcome::kInUse;
     return EvictOutcome::kNotFound;
   }
@@ -827,8 +831,9 @@ TEST_F(ApiHttpTest, DependenciesEndpoints) {
             415);
 
   Reply gone = send(http::verb::delete_, "/api/v1/dependencies/abc123");
-  EXPECT_EQ(gone.status, 204);
-  EXPECT_EQ(gone.body, "");
+  EXPECT_EQ(gone.status, 202);
+  EXPECT_EQ(gone.json().at("key"), "abc123");
+  EXPECT_EQ(gone.json().at("state"), "evicting");
   EXPECT_EQ(send(http::verb::delete_, "/api/v1/dependencies/busy").error_code(), "in_use");
   EXPECT_EQ(send(http::verb::delete_, "/api/v1/dependencies/nope").status, 404);
   EXPECT_EQ(send(http::verb::delete_, "/api/v1/dependencies/a%2Fb").status, 404);

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -425,6 +426,38 @@ TEST_F(EnvCacheTest, EvictionDeletesOnlyDeadPaths) {
   EXPECT_FALSE(fs::exists(data_ + "/envcache/roots/" + key));
   EXPECT_EQ(cache_->evict(key), EvictResult::kNotFound);
   cache_->release(keeper.environment->key);
+}
+
+TEST_F(EnvCacheTest, StartEvictAnswersAtOnceAndEvictsInTheBackground) {
+  const std::string nix = "{ pkgs ? import <nixpkgs> {} }: pkgs.mkShell { name = \"bg-evict-" +
+                          unique_tag() + "\"; buildInputs = [ pkgs.python3 ]; }";
+  EnvironmentOutcome o = cache_->prepare(nix, env_limits(), {});
+  ASSERT_EQ(o.stage.status, StageStatus::kOk) << o.stage.stderr_data;
+  const std::string key = o.environment->key;
+  EXPECT_EQ(cache_->start_evict(key).first, EvictResult::kInUse);  // prepared, not released
+  cache_->release(key);
+  EXPECT_EQ(cache_->start_evict("0000").first, EvictResult::kNotFound);
+
+  // The lock a build of another process would hold keeps the eviction running while we look.
+  const std::string lock_path = data_ + "/envcache/locks/" + key + ".lock";
+  int lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CLOEXEC);
+  ASSERT_GE(lock_fd, 0);
+  ASSERT_EQ(::flock(lock_fd, LOCK_EX), 0);
+  auto [started, entry] = cache_->start_evict(key);
+  ASSERT_EQ(started, EvictResult::kEvicted);
+  EXPECT_EQ(entry->state, EnvironmentState::kEvicting);
+  EXPECT_EQ(entry->store_path, o.environment->store_path);
+  EXPECT_EQ(cache_->start_evict(key).first, EvictResult::kEvicted) << "asked again: the same";
+  auto listed = cache_->list();
+  auto it = std::find_if(listed.begin(), listed.end(), [&](auto& e) { return e.key == key; });
+  ASSERT_NE(it, listed.end());
+  EXPECT_EQ(it->state, EnvironmentState::kEvicting);
+  ::close(lock_fd);
+
+  cache_->wait_idle();
+  EXPECT_FALSE(cache_->get(key));
+  EXPECT_FALSE(fs::exists(o.environment->store_path));
+  EXPECT_EQ(cache_->start_evict(key).first, EvictResult::kNotFound);
 }
 
 TEST_F(EnvCacheTest, ListShowsPackagesAndSurvivesRestartAndBudgetEvictsLeastRecentlyUsed) {
