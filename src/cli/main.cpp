@@ -34,6 +34,7 @@ struct ServeOptions {
   std::string auth_token_file;
   int64_t max_queue = 100'000;
   int64_t cache_budget = 0;
+  int max_builds = 0;
   int64_t max_wait_ms = 60'000;
   int http_threads = 2;
   std::string log_format = "text";
@@ -98,6 +99,7 @@ boost::json::object nix_features(const NixEnvironmentCache* nix, const std::stri
   f["substituters"] = std::move(subs);
   f["build_users_group"] = c.build_users_group;
   f["sandbox"] = c.sandbox;
+  f["max_builds"] = nix->max_builds();
   return f;
 }
 
@@ -147,6 +149,7 @@ int serve(const ServeOptions& o) {
       if (const char* np = getenv("NIX_PATH")) nix_options.nix_path = np;
     nix_options.substituters = o.substituters;
     nix_options.cache_budget_bytes = o.cache_budget;
+    nix_options.max_builds = o.max_builds;
     nix = open_nix_environment_cache(nix_options);
     deps = std::make_unique<NixDependencyService>(*nix,
                                                   config.limits.default_for(Stage::kEnvironment));
@@ -242,6 +245,11 @@ int main(int argc, char** argv) {
       ->add_option("--cache-budget", so.cache_budget,
                    "Bytes of Nix environments kept before LRU eviction (0: no budget)")
       ->capture_default_str();
+  serve_cmd
+      ->add_option("--max-builds", so.max_builds,
+                   "Nix builds at once; more distinct cutor.nix wait (default: one per build "
+                   "user)")
+      ->check(CLI::Range(1, 1024));
   serve_cmd->add_option("--max-wait-ms", so.max_wait_ms, "Bound of ?wait=true")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{3'600'000}));

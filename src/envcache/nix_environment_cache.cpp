@@ -172,6 +172,53 @@ struct NixEnvironmentCache::Impl {
   std::atomic<int64_t> builds{0};
   std::stop_source shutdown;
 
+  // At most max_builds builds at once in this process (Nix gives each a build user);
+  // the others wait for a slot within their own wall time.
+  int max_builds = 1;
+  std::mutex slots_mu;
+  std::condition_variable_any slots_cv;
+  int builds_running = 0;
+  std::multiset<std::string> waiting_for_slot;  // keys whose build waits for a slot
+  bool is_waiting_for_slot(const std::string& key) {
+    std::lock_guard lock(slots_mu);
+    return waiting_for_slot.count(key) > 0;
+  }
+  std::string slot_wait_message(const SandboxLimits& limits) const {
+    return "environment: wall time limit of " + std::to_string(limits.wall_time_ms) +
+           " ms exceeded waiting for one of the " + std::to_string(max_builds) +
+           " build slots (--max-builds)";
+  }
+  class BuildSlot {
+   public:
+    static BuildSlot take(Impl& impl, const std::string& key,
+                          std::optional<Clock::time_point> deadline) {
+      std::unique_lock lock(impl.slots_mu);
+      auto free = [&] { return impl.builds_running < impl.max_builds; };
+      impl.waiting_for_slot.insert(key);
+      bool got = deadline
+                     ? impl.slots_cv.wait_until(lock, impl.shutdown.get_token(), *deadline, free)
+                     : impl.slots_cv.wait(lock, impl.shutdown.get_token(), free);
+      impl.waiting_for_slot.erase(key);
+      if (!got) return BuildSlot(nullptr);
+      ++impl.builds_running;
+      return BuildSlot(&impl);
+    }
+    BuildSlot(BuildSlot&& o) noexcept : impl_(std::exchange(o.impl_, nullptr)) {}
+    ~BuildSlot() {
+      if (!impl_) return;
+      {
+        std::lock_guard lock(impl_->slots_mu);
+        --impl_->builds_running;
+      }
+      impl_->slots_cv.notify_one();
+    }
+    bool held() const { return impl_ != nullptr; }
+
+   private:
+    explicit BuildSlot(Impl* impl) : impl_(impl) {}
+    Impl* impl_;
+  };
+
   std::mutex mu;  // guards everything below
   std::condition_variable idle_cv;
   std::map<std::string, std::shared_ptr<Flight>> flights;
@@ -543,6 +590,10 @@ struct NixEnvironmentCache::Impl {
     // Another process (or an earlier flight) may have finished it while we waited.
     std::optional<EnvironmentEntry> existing = records->get(key);
     if (existing && root_is_valid(*existing)) return ok_outcome(*existing, {});
+    BuildSlot slot = BuildSlot::take(*this, key, budget.deadline);
+    if (!slot.held())
+      return {failed_stage(StageStatus::kWallTimeLimitExceeded, slot_wait_message(limits)),
+              std::nullopt};
 
     EnvironmentEntry entry;
     entry.key = key;
@@ -898,10 +949,12 @@ EnvironmentOutcome NixEnvironmentCache::prepare(std::string_view nix, const Sand
         s.wall_time_us = elapsed_us();
         return {s, std::nullopt};
       }
-      auto s =
-          failed_stage(StageStatus::kWallTimeLimitExceeded,
-                       "environment: wall time limit of " + std::to_string(limits.wall_time_ms) +
-                           " ms exceeded waiting for the shared build of " + key);
+      auto s = failed_stage(StageStatus::kWallTimeLimitExceeded,
+                            impl_->is_waiting_for_slot(key)
+                                ? impl_->slot_wait_message(limits)
+                                : "environment: wall time limit of " +
+                                      std::to_string(limits.wall_time_ms) +
+                                      " ms exceeded waiting for the shared build of " + key);
       s.wall_time_us = elapsed_us();
       return {s, std::nullopt};
     }
@@ -1011,6 +1064,10 @@ const NixReadiness& NixEnvironmentCache::readiness() const {
   return impl_->readiness;
 }
 
+int NixEnvironmentCache::max_builds() const {
+  return impl_->max_builds;
+}
+
 void NixEnvironmentCache::wait_idle() {
   std::unique_lock lock(impl_->mu);
   impl_->idle_cv.wait(lock, [&] { return impl_->flights.empty() && impl_->evicting.empty(); });
@@ -1048,6 +1105,8 @@ std::unique_ptr<NixEnvironmentCache> open_nix_environment_cache(const NixCacheOp
   // Never a build as root, nor one bound to fail on every cutor.nix: refuse to open.
   impl->readiness = check_nix_readiness(options.nix_bin_dir, options.substituters, impl->nix_env());
   if (!impl->readiness.ok()) throw std::runtime_error(impl->readiness.problem);
+  impl->max_builds =
+      options.max_builds > 0 ? options.max_builds : std::max(1, impl->readiness.build_users);
 
   NixProcessResult version = impl->run_nix({impl->nix_bin("nix"), "--version"});
   if (!version.ok())

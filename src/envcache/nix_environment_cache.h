@@ -54,7 +54,10 @@ struct NixCacheOptions {
   std::string nix_path;
   // Passed as --option substituters VALUE when set ("" in tests: no binary cache).
   std::optional<std::string> substituters;
-  int64_t cache_budget_bytes = 0;        // 0: no budget (never evict on size)
+  int64_t cache_budget_bytes = 0;  // 0: no budget (never evict on size)
+  // Builds at once (more distinct keys wait, each within its own wall time); 0: one per
+  // build user of build-users-group (Nix runs each build as one), at least 1.
+  int max_builds = 0;
   std::string nix_bin_dir = "/usr/bin";  // where nix, nix-store live
   // Host paths visible inside Nix's build sandbox (extra-sandbox-paths). The test channel's
   // packages link to host tools, so they need the base system; real nixpkgs needs none.
@@ -98,6 +101,8 @@ class NixEnvironmentCache final : public EnvironmentCache {
   int64_t builds_started() const;
   // Nix's configuration in force (substituters, build users), checked when opened.
   const NixReadiness& readiness() const;
+  // The cap on concurrent builds in force (NixCacheOptions::max_builds, resolved).
+  int max_builds() const;
   // Blocks until no background build or eviction of this cache is running (tests, shutdown).
   void wait_idle();
 

@@ -72,6 +72,7 @@ std::string NixReadiness::summary() const {
 NixReadiness assess_nix_readiness(const NixConfig& config, const NixHostFacts& facts) {
   NixReadiness r;
   r.config = config;
+  r.build_users = facts.group_members;
   const std::string& group = config.build_users_group;
   if (facts.is_root && group.empty()) {
     r.problem =

@@ -27,6 +27,7 @@ struct NixHostFacts {
 
 struct NixReadiness {
   NixConfig config;
+  int build_users = 0;  // members of build_users_group that are users
   // What is missing and how to fix it; empty when Nix can build.
   std::string problem;
   bool ok() const { return problem.empty(); }

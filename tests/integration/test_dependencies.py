@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from helpers import Server, submission, wait_until
+from helpers import Server, scaled, submission, wait_until
 
 SOURCE_DIR = os.environ.get(
     "CUTOR_SOURCE_DIR", os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -190,3 +190,36 @@ def test_build_ahead_refuses_bad_bodies(client, body):
     assert r.status == 400, r
     assert set(r.json()["error"]) >= {"code", "message", "field"}
     assert len(client.get("/api/v1/dependencies").json()["dependencies"]) == count
+
+
+def slow_nix(seconds):
+    """An environment whose one package takes `seconds` to build (a fresh key each call)."""
+    return ("{ pkgs ? import <nixpkgs> {} }: pkgs.mkShell { buildInputs = [ (derivation { "
+            f'name = "slow-{uuid.uuid4().hex[:12]}"; system = builtins.currentSystem; '
+            f'builder = "/bin/sh"; args = [ "-c" "/bin/sleep {seconds}; /bin/mkdir $out" ]; }}) ]; }}')
+
+
+@pytest.mark.parametrize("max_builds", [1, 2])
+def test_max_builds_queues_distinct_keys_within_their_own_wall_time(make_server, max_builds):
+    srv = make_server(["--workers", "3", "--max-builds", str(max_builds), "--nix-path",
+                       f"nixpkgs={NIXPKGS}", "--substituters", ""])
+    c = srv.client
+    assert c.info()["nix"]["max_builds"] == max_builds
+    slow = c.submit(submission({"cutor.nix": slow_nix(scaled(8)), "run.sh": "echo slow"}))["id"]
+    c.poll_until(slow, lambda s: s["status"] == "SETTING_UP_ENVIRONMENT", timeout=30)
+    wait_until(lambda: any(d["state"] == "building"
+                           for d in c.get("/api/v1/dependencies").json()["dependencies"]),
+               30, what="the slow build started")
+    budget = int(scaled(4) * 1000)
+    quick = c.run(submission({"cutor.nix": fresh(PYTHON_NIX), "run.sh": "echo quick"},
+                             limits={"environment": {"wall_time_ms": budget}}), timeout=60)
+    if max_builds == 1:
+        # Waited for the one slot, past its own limit, while the slow build held it.
+        assert quick["result"] == "ENVIRONMENT_ERROR", quick
+        env = quick["environment"]
+        assert env["status"] == "WALL_TIME_LIMIT_EXCEEDED", env
+        assert "waiting for one of the 1 build slots (--max-builds)" in env["stderr"], env
+    else:
+        assert quick["result"] == "OK" and quick["run"]["stdout"] == "quick\n", quick
+    done = c.wait_finished(slow, timeout=scaled(60))
+    assert done["result"] == "OK" and done["run"]["stdout"] == "slow\n", done
