@@ -139,7 +139,7 @@ def test_setup_nix_makes_a_host_without_build_users_build_cutor_nix(bare_etc, tm
         srv.start()
         info = srv.client.info()["nix"]
         assert info == {"available": True, "substituters": [], "build_users_group": "nixbld",
-                        "sandbox": "true"}, info
+                        "sandbox": "true", "max_builds": 10}, info
         nix = "# served\n" + PYTHON_NIX
         s = srv.client.run(submission({"cutor.nix": nix, "run.sh": "python3 -c 'print(1+1)'"}),
                            timeout=TIMEOUT_S)

@@ -676,11 +676,24 @@ int main() {
   return 0;
 }
 )");
+  // Where the host serves int 0x80 the filter must kill first (SIGSYS); where the host
+  // itself refuses it (some hypervisors' guests: SIGSEGV), that is how the program ends.
+  int host_signal = SIGSYS;
+  pid_t probe = ::fork();
+  ASSERT_GE(probe, 0);
+  if (probe == 0) {
+    long rc;
+    __asm__ volatile("int $0x80" : "=a"(rc) : "0"(20L) : "memory");
+    ::_exit(rc > 0 ? 0 : 1);
+  }
+  int probe_status = 0;
+  ASSERT_EQ(::waitpid(probe, &probe_status, 0), probe);
+  if (WIFSIGNALED(probe_status)) host_signal = WTERMSIG(probe_status);
   BoxRun r = run({"/box/probe32"});
   ASSERT_TRUE(r.got_status);
   EXPECT_EQ(r.out, "");
   ASSERT_TRUE(WIFSIGNALED(r.status.wait_status)) << r.status.wait_status;
-  EXPECT_EQ(WTERMSIG(r.status.wait_status), SIGSYS);
+  EXPECT_EQ(WTERMSIG(r.status.wait_status), host_signal);
 }
 
 }  // namespace
