@@ -7,12 +7,14 @@
 
 namespace cutor::sandbox {
 
-// Installs the filter on the calling thread: allow by default, refuse with EPERM the
-// syscalls that reach kernel attack surface or escape the namespaces (mount, unshare,
-// setns, namespace flags of clone, ptrace, bpf, io_uring, keyrings, modules, TIOCSTI...),
-// ENOSYS for clone3 (libc falls back to clone, whose flags can be checked), and kill the
-// process for any non-native architecture (x86 32-bit int 0x80, x32). Requires
-// no_new_privs (set by drop_identity). Throws std::system_error naming the rule.
+// Installs the filter on the calling thread: deny by default (ENOSYS for every syscall on
+// no allow list, clone3 included: libc falls back to clone, whose flags can be checked),
+// refuse with EPERM the syscalls that reach kernel attack surface or escape the namespaces
+// (mount, unshare, setns, namespace flags of clone, ptrace, bpf, io_uring, keyrings,
+// modules, modify_ldt, TIOCSTI...), EAFNOSUPPORT for every socket family but AF_UNIX,
+// AF_INET and AF_INET6, and kill the process for any non-native architecture (x86 32-bit
+// int 0x80, x32). docs/seccomp.md has the list and why. Requires no_new_privs (set by
+// drop_identity). Throws std::system_error naming the rule.
 void install_seccomp_filter();
 
 // The same filter compiled to classic BPF, once per process: libseccomp's work (a few

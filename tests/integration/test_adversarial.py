@@ -980,6 +980,26 @@ def test_other_privileged_syscalls_refused(client):
     assert_all_refused(sub, {n: "EPERM" for n in names})
 
 
+def test_default_deny_unlisted_syscalls_modify_ldt_and_socket_families(client):
+    sub = run_c(client, "sys_default_deny.c")
+    expected = {
+        "modify_ldt read": "EPERM",
+        # On no allow list: ENOSYS, as from a kernel without them (each works on the host).
+        "io_setup": "ENOSYS", "adjtimex read": "ENOSYS", "get_robust_list self": "ENOSYS",
+        "set_mempolicy default": "ENOSYS", "move_pages self": "ENOSYS", "sysfs count": "ENOSYS",
+        "landlock_create_ruleset version": "ENOSYS",
+        "socket AF_ALG high bits": "EAFNOSUPPORT",
+        "socket AF_UNIX": "OK", "socket AF_UNIX high bits": "OK", "socket AF_INET": "OK",
+        "socket AF_INET6": "OK", "socketpair AF_UNIX": "OK", "personality query": "OK",
+        "personality PER_LINUX": "OK", "mkfifo": "OK",
+    }
+    for family in range(46):
+        if family not in (socket.AF_UNIX, socket.AF_INET, socket.AF_INET6):
+            expected[f"socket family {family}"] = "EAFNOSUPPORT"
+            expected[f"socketpair family {family}"] = "EAFNOSUPPORT"
+    assert_all_refused(sub, expected)
+
+
 def test_identity_cannot_be_raised(client):
     sub = run_c(client, "setuid_self.c")
     assert verdict(sub) == ("OK", "OK", 0, None), sub["run"]
