@@ -239,6 +239,8 @@ struct HttpServer::Impl {
                                                                  ChangeWaiters::Registration& reg,
                                                                  Clock::time_point deadline);
   std::optional<ApiError> check_auth(const Request& req) const;
+  // check_auth's 401 (with WWW-Authenticate), or nothing when the request may go on.
+  std::optional<Response> unauthorized_response(const Request& req) const;
 };
 
 void HttpServer::Impl::start() {
@@ -334,7 +336,15 @@ asio::awaitable<void> HttpServer::Impl::session(tcp::socket socket) {
     parser.body_limit(static_cast<uint64_t>(config.max_body_bytes));
     stream.expires_after(config.read_timeout);
     auto [ec, n] = co_await http::async_read_header(stream, buffer, parser, kTuple);
+    std::optional<Response> refused;  // answered from the headers alone, body unread
     if (!ec && !parser.is_done()) {
+      // Authenticated before the body is read or 100 Continue is sent: an unauthenticated
+      // client cannot make the server buffer max_body_bytes. Health needs no token.
+      auto url = boost::urls::parse_origin_form(parser.get().target());
+      if (!url || url->encoded_path() != "/api/v1/health")
+        refused = unauthorized_response(parser.get());
+    }
+    if (!ec && !parser.is_done() && !refused) {
       const auto expect = parser.get()[http::field::expect];
       if (iequals_ascii(expect, "100-continue")) {
         http::response<http::empty_body> go_on{http::status::continue_, 11};
@@ -364,6 +374,11 @@ asio::awaitable<void> HttpServer::Impl::session(tcp::socket socket) {
         res = error_response(400, "bad_request", "", "malformed HTTP request: " + ec.message());
       }
       linger = true;
+    } else if (refused) {
+      res = std::move(*refused);
+      method = std::string(parser.get().method_string());
+      target = std::string(parser.get().target());
+      linger = true;  // the body is never read: close after the answer
     } else if (const unsigned v = parser.get().version(); v != 10 && v != 11) {
       res = error_response(400, "bad_request", "",
                            fmt::format("unsupported HTTP version {}.{}", v / 10, v % 10));
@@ -425,6 +440,14 @@ asio::awaitable<Response> HttpServer::Impl::handle(const Request& req) {
   }
 }
 
+std::optional<Response> HttpServer::Impl::unauthorized_response(const Request& req) const {
+  auto e = check_auth(req);
+  if (!e) return std::nullopt;
+  Response res = error_response(*e);
+  res.set(http::field::www_authenticate, "Bearer realm=\"cutor\"");
+  return res;
+}
+
 std::optional<ApiError> HttpServer::Impl::check_auth(const Request& req) const {
   if (config.auth_tokens.empty()) return std::nullopt;
   const std::string_view header = req[http::field::authorization];
@@ -457,11 +480,7 @@ asio::awaitable<Response> HttpServer::Impl::route(const Request& req) {
     }
     co_return json_response(http::status::ok, json::object{{"status", "ok"}});
   }
-  if (auto e = check_auth(req)) {
-    Response res = error_response(*e);
-    res.set(http::field::www_authenticate, "Bearer realm=\"cutor\"");
-    co_return res;
-  }
+  if (auto res = unauthorized_response(req)) co_return std::move(*res);
 
   Query q;
   for (const auto& p : url->params()) {
