@@ -1,1 +1,1 @@
-./main "$@"
+exec ./main "$@"

@@ -1,1 +1,1 @@
-java Main.java "$@"
+exec java Main.java "$@"

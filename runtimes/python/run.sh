@@ -1,1 +1,1 @@
-python3 main.py "$@"
+exec python3 main.py "$@"

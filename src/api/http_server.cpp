@@ -768,9 +768,11 @@ asio::awaitable<Response> HttpServer::Impl::piston_execute(const Request& req) {
   const auto piston_error = [](const PistonError& e) {
     return json_response(static_cast<http::status>(e.http_status), piston_error_json(e));
   };
-  // piston-client 1.0.2 sends no Content-Type: a missing one is taken as JSON here.
+  // piston-client 1.0.2 (node-fetch with a string body) sends text/plain, other clients
+  // none: both are read as JSON here.
   const std::string_view type = req[http::field::content_type];
-  if (!type.empty() && !is_json_content_type(type))
+  if (!type.empty() && !is_json_content_type(type) &&
+      !iequals_ascii(trim(type.substr(0, type.find(';'))), "text/plain"))
     co_return piston_error({415, "Content-Type must be application/json"});
   auto job =
       parse_piston_execute(req.body(), load_catalogue(store), config.limits, config.max_files);

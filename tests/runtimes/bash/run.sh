@@ -1,1 +1,1 @@
-bash main.sh "$@"
+exec bash main.sh "$@"
