@@ -9,7 +9,7 @@ PACKAGES=(
   g++ cmake ninja-build pkg-config git ca-certificates
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
   libsqlite3-dev sqlite3 libseccomp-dev libssl-dev libspdlog-dev libcli11-dev libgtest-dev
-  nix-bin bubblewrap python3 python3-pytest curl iproute2 procps
+  nix-bin bubblewrap python3 python3-pytest curl iproute2 procps nodejs
   clang-19 libclang-rt-19-dev
 )
 
@@ -22,4 +22,8 @@ BUILD_TYPE=${1:-Release}
 BUILD_DIR=${2:-build/$(echo "$BUILD_TYPE" | tr '[:upper:]' '[:lower:]')}
 cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE="$BUILD_TYPE" >/dev/null
 cmake --build "$BUILD_DIR"
+# The unmodified third-party clients the compat tests drive (tests/compat/package.json).
+if command -v npm >/dev/null; then
+  npm install --prefix tests/compat --no-audit --no-fund --loglevel=error >/dev/null
+fi
 echo "setup: built $BUILD_DIR/src/cli/cutor"

@@ -27,6 +27,8 @@
 #include "api/change_waiters.h"
 #include "api/json_text.h"
 #include "api/metrics.h"
+#include "api/piston_api.h"
+#include "api/runtime_api.h"
 #include "api/submission_json.h"
 
 namespace cutor {
@@ -233,6 +235,12 @@ struct HttpServer::Impl {
   Response list_dependencies();
   Response post_dependency(const Request& req);
   Response delete_dependency(const std::string& key);
+  asio::awaitable<Response> piston_execute(const Request& req);
+  Response runtimes_endpoint(const Request& req, const std::vector<std::string_view>& parts);
+
+  // Inserts `s` (QUEUED) and waits until it is FINISHED, gone or max_wait_ms passed;
+  // answers what the store then holds, synced to disk.
+  asio::awaitable<std::optional<Submission>> insert_and_wait(const Submission& s);
 
   // Re-reads `id` until FINISHED, gone, or `deadline`, sleeping on `reg` in between.
   asio::awaitable<std::optional<Submission>> read_until_finished(const std::string& id,
@@ -523,6 +531,18 @@ asio::awaitable<Response> HttpServer::Impl::route(const Request& req) {
     if (method == http::verb::get) co_return co_await get_submission(id, q);
     co_return delete_submission(id, q);
   }
+  if (is_api && parts[2] == "runtimes" && (parts.size() == 3 || parts.size() == 5)) {
+    if (auto e = no_params()) co_return error_response(*e);
+    co_return runtimes_endpoint(req, parts);
+  }
+  // Piston's v2 API (piston_api.h); it answers its own error shape.
+  if (path == "/api/v2/runtimes" || path == "/api/v2/execute") {
+    const bool execute = path == "/api/v2/execute";
+    if (method != (execute ? http::verb::post : http::verb::get))
+      co_return not_allowed(execute ? "POST" : "GET");
+    if (!execute) co_return json_response(http::status::ok, piston_runtimes(load_catalogue(store)));
+    co_return co_await piston_execute(req);
+  }
   if (is_api && parts[2] == "dependencies" && parts.size() == 3) {
     if (method != http::verb::get && method != http::verb::post) co_return not_allowed("GET, POST");
     if (auto e = no_params()) co_return error_response(*e);
@@ -578,8 +598,9 @@ asio::awaitable<Response> HttpServer::Impl::post_submission(const Request& req, 
   if (!is_json_content_type(req[http::field::content_type]))
     co_return error_response(415, "unsupported_media_type", "",
                              "Content-Type must be application/json");
-  auto parsed =
-      parse_submission_request(req.body(), config.limits, {.max_files = config.max_files});
+  const auto body = expand_runtime_fields(req.body(), [this] { return load_catalogue(store); });
+  if (!body) co_return error_response(body.error());
+  auto parsed = parse_submission_request(*body, config.limits, {.max_files = config.max_files});
   if (!parsed) co_return error_response(parsed.error());
 
   Submission s;
@@ -751,6 +772,71 @@ Response HttpServer::Impl::metrics_text() {
   res.set(http::field::cache_control, "no-store");
   res.body() = std::move(out);
   return res;
+}
+
+asio::awaitable<std::optional<Submission>> HttpServer::Impl::insert_and_wait(const Submission& s) {
+  const auto deadline = Clock::now() + std::chrono::milliseconds(config.max_wait_ms);
+  auto reg = waiters->add(s.id, co_await asio::this_coro::executor);
+  store.insert_unsynced(s, config.max_queue);
+  std::optional<Submission> now = co_await read_until_finished(s.id, *reg, deadline);
+  store.sync_committed();
+  co_return now;
+}
+
+asio::awaitable<Response> HttpServer::Impl::piston_execute(const Request& req) {
+  const auto piston_error = [](const PistonError& e) {
+    return json_response(static_cast<http::status>(e.http_status), piston_error_json(e));
+  };
+  // piston-client 1.0.2 (node-fetch with a string body) sends text/plain, other clients
+  // none: both are read as JSON here.
+  const std::string_view type = req[http::field::content_type];
+  if (!type.empty() && !is_json_content_type(type) &&
+      !iequals_ascii(trim(type.substr(0, type.find(';'))), "text/plain"))
+    co_return piston_error({415, "Content-Type must be application/json"});
+  auto job =
+      parse_piston_execute(req.body(), load_catalogue(store), config.limits, config.max_files);
+  if (!job) co_return piston_error(job.error());
+  Submission s;
+  s.id = new_uuid();
+  s.created_at_ms = now_unix_ms();
+  s.request = job->request;
+  std::optional<Submission> done = co_await insert_and_wait(s);
+  if (!done || done->status != SubmissionStatus::kFinished) {
+    store.cancel(s.id);
+    co_return piston_error(
+        {500, fmt::format("submission {} did not finish within {} ms", s.id, config.max_wait_ms)});
+  }
+  Response res = json_response(http::status::ok, piston_result(*job, *done));
+  res.set(http::field::location, "/api/v1/submissions/" + s.id);
+  co_return res;
+}
+
+Response HttpServer::Impl::runtimes_endpoint(const Request& req,
+                                             const std::vector<std::string_view>& parts) {
+  const auto method = req.method();
+  if (parts.size() == 5) {
+    if (method != http::verb::delete_) {
+      Response res = error_response(405, "method_not_allowed", "", "allowed methods: DELETE");
+      res.set(http::field::allow, "DELETE");
+      return res;
+    }
+    auto removed = remove_runtime(store, std::string(parts[3]), std::string(parts[4]));
+    if (!removed) return error_response(removed.error());
+    return Response{http::status::no_content, 11};
+  }
+  if (method == http::verb::get)
+    return json_response(http::status::ok, runtimes_to_json(load_catalogue(store)));
+  if (method != http::verb::post) {
+    Response res = error_response(405, "method_not_allowed", "", "allowed methods: GET, POST");
+    res.set(http::field::allow, "GET, POST");
+    return res;
+  }
+  if (!is_json_content_type(req[http::field::content_type]))
+    return error_response(415, "unsupported_media_type", "",
+                          "Content-Type must be application/json");
+  auto added = add_runtime(store, req.body(), deps);
+  if (!added) return error_response(added.error());
+  return json_response(http::status::created, *added);
 }
 
 Response HttpServer::Impl::list_dependencies() {

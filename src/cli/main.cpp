@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "api/http_server.h"
+#include "api/runtime_api.h"
 #include "cli/data_dir_lock.h"
 #include "cli/dependency_adapter.h"
 #include "cli/run_command.h"
@@ -41,6 +42,7 @@ struct ServeOptions {
   std::string log_level = "info";
   bool no_isolation = false;
   int prepared_boxes = -1;  // -1: one per worker
+  std::vector<std::string> runtimes = {CUTOR_DEFAULT_RUNTIMES_DIR};
 };
 
 void setup_logging(const std::string& format, const std::string& level) {
@@ -124,6 +126,12 @@ int serve(const ServeOptions& o) {
   // running submissions and delete its live workspaces.
   DataDirLock data_lock = DataDirLock::acquire(o.data, "serve");
   auto store = open_sqlite_store({.path = o.data + "/cutor.db", .synchronous_full = true});
+  for (const std::string& dir : o.runtimes) {
+    if (dir.empty()) continue;  // --runtimes '': no shipped runtimes
+    const auto runtimes = load_runtime_folder(dir);
+    put_runtimes(*store, runtimes);
+    spdlog::info("runtimes: {} from {}", runtimes.size(), dir);
+  }
   if (int64_t n = store->requeue_unfinished())
     spdlog::info("recovery: {} unfinished submissions queued again", n);
 
@@ -228,6 +236,10 @@ int main(int argc, char** argv) {
           "Sandboxes built ahead of time, off the request path (default: --workers, at most 8; 0: "
           "build each on demand)")
       ->check(CLI::Range(0, 64));
+  serve_cmd
+      ->add_option("--runtimes", so.runtimes,
+                   "Folders of shipped runtimes (one directory each; '' for none)")
+      ->capture_default_str();
   serve_cmd->add_option("--workers", so.workers, "Submissions run at once")
       ->capture_default_str()
       ->check(CLI::Range(1, 1024));

@@ -7,7 +7,9 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <stop_token>
@@ -33,6 +35,14 @@ class QueueFullError : public StoreError {
 struct SubmissionPage {
   std::vector<Submission> submissions;     // newest first
   std::optional<std::string> next_cursor;  // opaque; absent on the last page
+};
+
+// One runtime catalogue entry (issue 15): its key and its definition as JSON text (the
+// store keeps it opaque; src/runtimes parses it).
+struct StoredRuntime {
+  std::string name;
+  std::string version;
+  std::string definition_json;
 };
 
 enum class CancelOutcome { kCancelled, kAlreadyFinished, kNotFound };
@@ -124,6 +134,18 @@ class SubmissionStore {
 
   // Wakes claim_next() callers so they can see their stop token.
   virtual void wake_all() = 0;
+
+  // The runtime catalogue. put_runtime inserts or replaces (name, version); list_runtimes
+  // answers every entry sorted by name then version; delete_runtime answers whether one
+  // was there. The defaults keep the catalogue in this object's memory (shipped runtimes
+  // are put again at every start); a store may override them to keep it in its tables.
+  virtual void put_runtime(const StoredRuntime& r);
+  virtual std::vector<StoredRuntime> list_runtimes();
+  virtual bool delete_runtime(const std::string& name, const std::string& version);
+
+ private:
+  std::mutex runtimes_mutex_;
+  std::map<std::pair<std::string, std::string>, std::string> runtimes_;
 };
 
 struct SqliteStoreOptions {

@@ -53,6 +53,10 @@ let
               ld = "/usr/bin/ld"; };
   };
 
+  nodejs = hostTool { pname = "nodejs"; version = "20.20.2"; tools = { node = "/usr/bin/node"; }; };
+  jdk = hostTool { pname = "openjdk"; version = "17.0.15";
+                   tools = { java = "/usr/bin/java"; javac = "/usr/bin/javac"; }; };
+
   # Always on PATH, after the build inputs, like nixpkgs' stdenv initialPath.
   initialPath = [ coreutils bash gnugrep gnused ];
 
@@ -89,7 +93,8 @@ let
     });
 in
 {
-  inherit system stdenv mkShell hostTool bash coreutils gnugrep gnused gnumake python3 gcc;
+  inherit system stdenv mkShell hostTool bash coreutils gnugrep gnused gnumake python3 gcc nodejs
+    jdk;
   python = python3;
   python311 = python3;
   gcc12 = gcc;

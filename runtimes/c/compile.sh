@@ -1,0 +1,1 @@
+gcc -O2 -o main main.c -lm

@@ -1,0 +1,2 @@
+export GOCACHE="$PWD/.gocache" GOPATH="$PWD/.gopath"
+go build -o main main.go

@@ -1,0 +1,1 @@
+exec java Main.java "$@"
