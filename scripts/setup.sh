@@ -23,7 +23,7 @@ BUILD_DIR=${2:-build/$(echo "$BUILD_TYPE" | tr '[:upper:]' '[:lower:]')}
 cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE="$BUILD_TYPE" >/dev/null
 cmake --build "$BUILD_DIR"
 # The unmodified third-party clients the compat tests drive (tests/compat/package.json).
-if command -v npm >/dev/null; then
-  npm install --prefix tests/compat --no-audit --no-fund --loglevel=error >/dev/null
-fi
+# Debian's nodejs comes without npm (its own package); some Node.js builds include it.
+command -v npm >/dev/null || scripts/install-packages.sh setup npm
+npm install --prefix tests/compat --no-audit --no-fund --loglevel=error >/dev/null
 echo "setup: built $BUILD_DIR/src/cli/cutor"
