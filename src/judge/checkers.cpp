@@ -1,0 +1,160 @@
+#include "judge/checkers.h"
+
+#include <cerrno>
+#include <cmath>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+namespace cutor::judge {
+namespace {
+
+// Quotes a piece of output for a message, cut so a huge line does not flood the result.
+std::string Quote(std::string_view text) {
+  constexpr size_t kMax = 64;
+  std::string out = "'";
+  out += text.substr(0, kMax);
+  out += text.size() > kMax ? "...'" : "'";
+  return out;
+}
+
+bool IsSpace(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+}
+
+std::vector<std::string_view> SplitLines(std::string_view text) {
+  std::vector<std::string_view> lines;
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string_view::npos) end = text.size();
+    std::string_view line = text.substr(start, end - start);
+    while (!line.empty() && (line.back() == ' ' || line.back() == '\t' || line.back() == '\r')) {
+      line.remove_suffix(1);
+    }
+    lines.push_back(line);
+    start = end + 1;
+  }
+  while (!lines.empty() && lines.back().empty()) lines.pop_back();
+  return lines;
+}
+
+std::vector<std::string_view> SplitTokens(std::string_view text) {
+  std::vector<std::string_view> tokens;
+  size_t i = 0;
+  while (i < text.size()) {
+    while (i < text.size() && IsSpace(text[i])) ++i;
+    size_t start = i;
+    while (i < text.size() && !IsSpace(text[i])) ++i;
+    if (i > start) tokens.push_back(text.substr(start, i - start));
+  }
+  return tokens;
+}
+
+// The whole token as a number, or false ("1e5x", "" and "0x" stay text).
+bool ParseNumber(std::string_view token, long double& out) {
+  std::string copy(token);
+  char* end = nullptr;
+  errno = 0;
+  out = std::strtold(copy.c_str(), &end);
+  return !copy.empty() && end == copy.c_str() + copy.size();
+}
+
+bool NumbersMatch(const CheckerSpec& spec, long double expected, long double actual) {
+  if (std::isnan(expected) || std::isnan(actual)) return std::isnan(expected) && std::isnan(actual);
+  if (std::isinf(expected) || std::isinf(actual)) return expected == actual;
+  // The 1e-15 slack keeps a difference of exactly the tolerance from failing on rounding.
+  const long double diff = std::fabs(actual - expected);
+  constexpr long double kSlack = 1e-15L;
+  return diff <= static_cast<long double>(spec.abs_tolerance) + kSlack ||
+         diff <= static_cast<long double>(spec.rel_tolerance) * std::fabs(expected) + kSlack;
+}
+
+CheckResult CheckExact(std::string_view expected, std::string_view actual) {
+  if (expected == actual) return {true, ""};
+  size_t i = 0;
+  while (i < expected.size() && i < actual.size() && expected[i] == actual[i]) ++i;
+  return {false, std::string("output differs at byte ") + std::to_string(i) + " (expected " +
+                     std::to_string(expected.size()) + " bytes, got " +
+                     std::to_string(actual.size()) + ")"};
+}
+
+CheckResult CheckLines(std::string_view expected, std::string_view actual) {
+  const auto want = SplitLines(expected);
+  const auto got = SplitLines(actual);
+  for (size_t i = 0; i < want.size() && i < got.size(); ++i) {
+    if (want[i] != got[i]) {
+      return {false, std::string("line ") + std::to_string(i + 1) + ": expected " + Quote(want[i]) +
+                         ", got " + Quote(got[i])};
+    }
+  }
+  if (want.size() != got.size()) {
+    return {false, std::string("expected ") + std::to_string(want.size()) + " lines, got " +
+                       std::to_string(got.size())};
+  }
+  return {true, ""};
+}
+
+CheckResult CheckTokens(const CheckerSpec& spec, std::string_view expected,
+                        std::string_view actual) {
+  const auto want = SplitTokens(expected);
+  const auto got = SplitTokens(actual);
+  for (size_t i = 0; i < want.size() && i < got.size(); ++i) {
+    if (want[i] == got[i]) continue;
+    long double a = 0;
+    long double b = 0;
+    if (spec.type == CheckerType::kFloat && ParseNumber(want[i], a) && ParseNumber(got[i], b) &&
+        NumbersMatch(spec, a, b)) {
+      continue;
+    }
+    return {false, std::string("token ") + std::to_string(i + 1) + ": expected " + Quote(want[i]) +
+                       ", got " + Quote(got[i])};
+  }
+  if (want.size() != got.size()) {
+    return {false, std::string("expected ") + std::to_string(want.size()) + " tokens, got " +
+                       std::to_string(got.size())};
+  }
+  return {true, ""};
+}
+
+}  // namespace
+
+CheckResult Check(const CheckerSpec& spec, std::string_view expected, std::string_view actual) {
+  switch (spec.type) {
+    case CheckerType::kExact:
+      return CheckExact(expected, actual);
+    case CheckerType::kLines:
+      return CheckLines(expected, actual);
+    case CheckerType::kTokens:
+    case CheckerType::kFloat:
+      return CheckTokens(spec, expected, actual);
+  }
+  return {false, "unknown checker"};
+}
+
+bool ParseCheckerType(std::string_view name, CheckerType& out) {
+  for (CheckerType type :
+       {CheckerType::kExact, CheckerType::kLines, CheckerType::kTokens, CheckerType::kFloat}) {
+    if (CheckerTypeName(type) == name) {
+      out = type;
+      return true;
+    }
+  }
+  return false;
+}
+
+std::string_view CheckerTypeName(CheckerType type) {
+  switch (type) {
+    case CheckerType::kExact:
+      return "exact";
+    case CheckerType::kLines:
+      return "lines";
+    case CheckerType::kTokens:
+      return "tokens";
+    case CheckerType::kFloat:
+      return "float";
+  }
+  return "";
+}
+
+}  // namespace cutor::judge
