@@ -178,7 +178,7 @@ struct NixEnvironmentCache::Impl {
   std::mutex slots_mu;
   std::condition_variable_any slots_cv;
   int builds_running = 0;
-  std::multiset<std::string> waiting_for_slot;  // keys whose build waits for a slot
+  std::set<std::string> waiting_for_slot;  // keys whose build waits (or gave up waiting) for a slot
   bool is_waiting_for_slot(const std::string& key) {
     std::lock_guard lock(slots_mu);
     return waiting_for_slot.count(key) > 0;
@@ -198,8 +198,10 @@ struct NixEnvironmentCache::Impl {
       bool got = deadline
                      ? impl.slots_cv.wait_until(lock, impl.shutdown.get_token(), *deadline, free)
                      : impl.slots_cv.wait(lock, impl.shutdown.get_token(), free);
-      impl.waiting_for_slot.erase(key);
+      // A build that gave up stays marked until its flight ends, so a waiter timing out at
+      // the same moment still says why.
       if (!got) return BuildSlot(nullptr);
+      impl.waiting_for_slot.erase(key);
       ++impl.builds_running;
       return BuildSlot(&impl);
     }
@@ -331,6 +333,10 @@ struct NixEnvironmentCache::Impl {
                                failed_stage(StageStatus::kInternalError,
                                             std::string("environment cache: ") + e.what());
                            fail_record(key, outcome.stage.stderr_data);
+                         }
+                         {
+                           std::lock_guard l(slots_mu);
+                           waiting_for_slot.erase(key);
                          }
                          // Leave the map before waking the waiters: once a caller has
                          // its outcome, the key must no longer look busy to evict().
