@@ -8,8 +8,8 @@ cd "$(dirname "$0")/.."
 PACKAGES=(
   g++ cmake ninja-build pkg-config git ca-certificates
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
-  libsqlite3-dev sqlite3 libseccomp-dev libssl-dev libspdlog-dev libcli11-dev libgtest-dev
-  nix-bin bubblewrap python3 python3-pytest curl iproute2 procps nodejs
+  libsqlite3-dev sqlite3 libpq-dev postgresql libseccomp-dev libssl-dev libspdlog-dev
+  libcli11-dev libgtest-dev nix-bin bubblewrap python3 python3-pytest curl iproute2 procps nodejs
   clang-19 libclang-rt-19-dev
 )
 

@@ -43,6 +43,7 @@
 
 #include "store/request_codec.h"
 #include "store/sqlite_connection.h"
+#include "store/store_rows.h"
 #include "store/submission_store.h"
 
 namespace cutor {
@@ -51,17 +52,6 @@ namespace {
 using sqlite::Connection;
 using sqlite::Query;
 using sqlite::Transaction;
-
-static_assert(static_cast<int>(SubmissionStatus::kQueued) == 0);
-static_assert(static_cast<int>(SubmissionStatus::kFinished) == 5);
-static_assert(static_cast<int>(StageStatus::kPending) == 0);
-static_assert(static_cast<int>(StageStatus::kRunning) == 1);
-static_assert(static_cast<int>(StageStatus::kSkipped) == 2);
-static_assert(static_cast<int>(StageStatus::kSignaled) == 5);
-static_assert(static_cast<int>(StageStatus::kInternalError) == 10);
-static_assert(static_cast<int>(Result::kCancelled) == 8);
-static_assert(static_cast<int>(Result::kInternalError) == 9);
-static_assert(static_cast<int>(Stage::kRun) == 3);
 
 constexpr int64_t kSchemaVersion = 1;
 constexpr int kBusyTimeoutMs = 5000;
@@ -135,31 +125,9 @@ std::string immutable_uri(const std::string& path) {
   return uri + "?immutable=1";
 }
 
-template <typename Enum>
-Enum enum_from_db(int64_t v, int64_t max, const char* what) {
-  if (v < 0 || v > max)
-    throw StoreError(std::string("corrupt row: ") + what + " " + std::to_string(v) +
-                     " out of range");
-  return static_cast<Enum>(v);
-}
-
-std::string make_cursor(int64_t seq) {
-  std::string cursor = "c";
-  cursor += std::to_string(seq);
-  return cursor;
-}
-
-int64_t parse_cursor(const std::string& cursor) {
-  // "c" then a positive decimal seq with no sign, spaces or leading zeros.
-  if (cursor.size() < 2 || cursor.size() > 20 || cursor[0] != 'c' || cursor[1] == '0')
-    throw std::invalid_argument("malformed cursor");
-  int64_t seq = 0;
-  const char* begin = cursor.data() + 1;
-  const char* end = cursor.data() + cursor.size();
-  auto [ptr, ec] = std::from_chars(begin, end, seq);
-  if (ec != std::errc() || ptr != end || seq <= 0) throw std::invalid_argument("malformed cursor");
-  return seq;
-}
+using store_rows::enum_from_db;
+using store_rows::make_cursor;
+using store_rows::parse_cursor;
 
 class SqliteSubmissionStore final : public SubmissionStore {
  public:

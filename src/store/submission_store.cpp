@@ -2,7 +2,10 @@
 // insert_unsynced() as a durable insert().
 #include "store/submission_store.h"
 
+#include <charconv>
 #include <stdexcept>
+
+#include "store/store_rows.h"
 
 namespace cutor {
 
@@ -43,5 +46,27 @@ bool SubmissionStore::delete_runtime(const std::string& name, const std::string&
   std::lock_guard lock(runtimes_mutex_);
   return runtimes_.erase({name, version}) > 0;
 }
+
+namespace store_rows {
+
+std::string make_cursor(int64_t seq) {
+  std::string cursor = "c";
+  cursor += std::to_string(seq);
+  return cursor;
+}
+
+int64_t parse_cursor(const std::string& cursor) {
+  // "c" then a positive decimal seq with no sign, spaces or leading zeros.
+  if (cursor.size() < 2 || cursor.size() > 20 || cursor[0] != 'c' || cursor[1] == '0')
+    throw std::invalid_argument("malformed cursor");
+  int64_t seq = 0;
+  const char* begin = cursor.data() + 1;
+  const char* end = cursor.data() + cursor.size();
+  auto [ptr, ec] = std::from_chars(begin, end, seq);
+  if (ec != std::errc() || ptr != end || seq <= 0) throw std::invalid_argument("malformed cursor");
+  return seq;
+}
+
+}  // namespace store_rows
 
 }  // namespace cutor
