@@ -14,6 +14,8 @@
 #include "cli/data_dir_lock.h"
 #include "cli/dependency_adapter.h"
 #include "cli/run_command.h"
+#include "cli/store_option.h"
+#include "cli/worker_command.h"
 #include "envcache/deps_cli.h"
 #include "envcache/nix_environment_cache.h"
 #include "executor/executor.h"
@@ -29,6 +31,8 @@ namespace fs = std::filesystem;
 struct ServeOptions {
   std::string listen = "127.0.0.1:8080";
   std::string data = "./cutor-data";
+  std::string store;  // "": SQLite under data
+  double lease_timeout_s = 30.0;
   int workers = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   std::string nix_path;
   std::optional<std::string> substituters;
@@ -125,7 +129,8 @@ int serve(const ServeOptions& o) {
   // Before anything touches the directory: a second server would re-queue this one's
   // running submissions and delete its live workspaces.
   DataDirLock data_lock = DataDirLock::acquire(o.data, "serve");
-  auto store = open_sqlite_store({.path = o.data + "/cutor.db", .synchronous_full = true});
+  auto store = open_chosen_store(
+      {.store = o.store, .data_dir = o.data, .lease_timeout_s = o.lease_timeout_s});
   for (const std::string& dir : o.runtimes) {
     if (dir.empty()) continue;  // --runtimes '': no shipped runtimes
     const auto runtimes = load_runtime_folder(dir);
@@ -140,8 +145,10 @@ int serve(const ServeOptions& o) {
   sandbox_options.prepared_boxes =
       o.prepared_boxes >= 0 ? o.prepared_boxes : std::min(o.workers, 8);
   // Here, on the main thread and before any other thread starts: the box spawner is forked
-  // from this small single-threaded process, and boxes die with this thread.
-  auto sandbox = make_sandbox(sandbox_options);
+  // from this small single-threaded process, and boxes die with this thread. With
+  // --workers 0 (the API of a fleet, `cutor worker`s run the submissions) there is none.
+  std::unique_ptr<Sandbox> sandbox;
+  if (o.workers > 0) sandbox = make_sandbox(sandbox_options);
   if (o.no_isolation)
     spdlog::warn(
         "--no-isolation: stages run as plain processes on the host; not for untrusted code");
@@ -171,14 +178,15 @@ int serve(const ServeOptions& o) {
   exec_options.no_environments_reason = nix_problem;
   exec_options.workers = o.workers;
   exec_options.work_dir = fs::absolute(o.data + "/work").lexically_normal().string();
-  Executor executor(*store, *sandbox, nix.get(), exec_options);
+  std::unique_ptr<Executor> executor;
+  if (sandbox) executor = std::make_unique<Executor>(*store, *sandbox, nix.get(), exec_options);
 
   config.features["sandbox"] = {{"isolation", !o.no_isolation},
                                 {"cgroups", sandbox::describe_cgroup_support()}};
   config.features["nix"] = nix_features(nix.get(), nix_problem);
   config.features["workers"] = o.workers;
-  config.extra_metrics_text = [&executor, nix = nix.get()] {
-    std::string text = executor.metrics_text();
+  config.extra_metrics_text = [executor = executor.get(), nix = nix.get()] {
+    std::string text = executor ? executor->metrics_text() : std::string();
     if (nix)
       text +=
           "# HELP cutor_nix_invocations_total Nix processes the environment cache started.\n"
@@ -190,7 +198,7 @@ int serve(const ServeOptions& o) {
 
   HttpServer server(host, port, *store, config, deps.get());
   server.start();
-  executor.start();
+  if (executor) executor->start();
   spdlog::info("cutor {} serving on {}:{} with {} workers, data in {}", CUTOR_VERSION, host,
                server.port(), o.workers, o.data);
 
@@ -199,7 +207,7 @@ int serve(const ServeOptions& o) {
   spdlog::info("{}: stopping (running submissions get a grace period, the rest run after restart)",
                sig == SIGTERM ? "SIGTERM" : "SIGINT");
   server.stop();
-  executor.stop();
+  if (executor) executor->stop();
   if (nix) nix->wait_idle();
   spdlog::info("stopped");
   return 0;
@@ -240,9 +248,20 @@ int main(int argc, char** argv) {
       ->add_option("--runtimes", so.runtimes,
                    "Folders of shipped runtimes (one directory each; '' for none)")
       ->capture_default_str();
-  serve_cmd->add_option("--workers", so.workers, "Submissions run at once")
+  serve_cmd
+      ->add_option("--workers", so.workers,
+                   "Submissions run at once (0: serve the API only; `cutor worker`s run them)")
       ->capture_default_str()
-      ->check(CLI::Range(1, 1024));
+      ->check(CLI::Range(0, 1024));
+  serve_cmd->add_option("--store", so.store,
+                        "postgresql://... to share a store with `cutor worker`s (default: SQLite"
+                        " in --data)");
+  serve_cmd
+      ->add_option("--lease-timeout", so.lease_timeout_s,
+                   "Seconds without a heartbeat before a worker's claims are queued again"
+                   " (PostgreSQL store)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.1, 86400.0));
   serve_cmd->add_option("--nix-path", so.nix_path, "NIX_PATH for cutor.nix (default: $NIX_PATH)");
   serve_cmd->add_option("--substituters", so.substituters,
                         "Nix substituters ('' for none; default: Nix's own setting)");
@@ -293,6 +312,34 @@ int main(int argc, char** argv) {
   run_cmd->add_flag("--no-isolation", run_no_isolation, "Run as plain limited processes (unsafe)");
   run_cmd->footer("Arguments after -- are passed to run.sh.");
 
+  WorkerCommandOptions wo;
+  auto* worker_cmd =
+      app.add_subcommand("worker", "Run submissions from a shared PostgreSQL store, no HTTP");
+  worker_cmd->add_option("--store", wo.store.store, "postgresql://... (the serve's --store)")
+      ->required();
+  wo.store.data_dir = "./cutor-worker-data";
+  worker_cmd->add_option("--data", wo.store.data_dir, "This worker's workspaces and env cache")
+      ->capture_default_str();
+  worker_cmd->add_option("--workers", wo.workers, "Submissions run at once")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1024));
+  worker_cmd
+      ->add_option("--lease-timeout", wo.store.lease_timeout_s,
+                   "Seconds without a heartbeat before a worker's claims are queued again")
+      ->capture_default_str()
+      ->check(CLI::Range(0.1, 86400.0));
+  worker_cmd->add_option("--nix-path", wo.nix_path, "NIX_PATH for cutor.nix (default: $NIX_PATH)");
+  worker_cmd->add_option("--substituters", wo.substituters, "Nix substituters ('' for none)");
+  worker_cmd->add_option("--cache-budget", wo.cache_budget, "Bytes of Nix environments kept");
+  worker_cmd->add_option("--prepared-boxes", wo.prepared_boxes, "Sandboxes built ahead of time")
+      ->check(CLI::Range(0, 64));
+  std::string worker_log_format = "text", worker_log_level = "info";
+  worker_cmd->add_option("--log-format", worker_log_format, "text or json")
+      ->check(CLI::IsMember({"text", "json"}));
+  worker_cmd->add_option("--log-level", worker_log_level, "trace, debug, info, warn, error");
+  worker_cmd->add_flag("--no-isolation", wo.no_isolation,
+                       "Run stages as plain limited processes (unsafe)");
+
   auto* doctor_cmd = app.add_subcommand("doctor", "What isolation this host supports");
   std::optional<std::string> doctor_substituters;
   doctor_cmd->add_option("--substituters", doctor_substituters,
@@ -329,6 +376,10 @@ int main(int argc, char** argv) {
 
   try {
     if (serve_cmd->parsed()) return serve(so);
+    if (worker_cmd->parsed()) {
+      setup_logging(worker_log_format, worker_log_level);
+      return run_worker_command(wo);
+    }
     if (run_cmd->parsed()) {
       ro.isolate = !run_no_isolation;
       spdlog::set_level(spdlog::level::warn);

@@ -4,12 +4,15 @@
 // One cluster per test binary (PgCluster::shared()); each test takes a fresh database.
 #pragma once
 
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -52,9 +55,13 @@ class PgCluster {
 
  private:
   PgCluster() {
+    remove_abandoned_clusters();
     char tmpl[] = "/tmp/cutor-pg-XXXXXX";
     if (!mkdtemp(tmpl)) throw std::runtime_error("mkdtemp failed");
     dir_ = tmpl;
+    // Who owns it: a test binary that crashes skips its destructor, and the next one
+    // stops and removes what it left (remove_abandoned_clusters).
+    std::ofstream(dir_ + "/owner.pid") << getpid() << "\n";
     if (geteuid() == 0) run("chown postgres: " + dir_);
     run(as_owner(bin("initdb") + " -D " + dir_ + "/data -U cutor -A trust -E UTF8 --no-sync >" +
                  dir_ + "/initdb.log 2>&1"));
@@ -63,6 +70,21 @@ class PgCluster {
                              " -c max_connections=300";
     run(as_owner(bin("pg_ctl") + " -D " + dir_ + "/data -o '" + opts + "' -w -l " + dir_ +
                  "/log start >/dev/null"));
+  }
+  // Clusters under /tmp/cutor-pg-* whose owner.pid names a process that is gone.
+  static void remove_abandoned_clusters() {
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator("/tmp", ec)) {
+      const std::string path = entry.path().string();
+      if (!entry.path().filename().string().starts_with("cutor-pg-")) continue;
+      std::ifstream in(path + "/owner.pid");
+      pid_t owner = 0;
+      if (!(in >> owner) || owner <= 0 || ::kill(owner, 0) == 0 || errno != ESRCH) continue;
+      std::system(
+          as_owner(bin("pg_ctl") + " -D " + path + "/data -m immediate -w stop >/dev/null 2>&1")
+              .c_str());
+      std::filesystem::remove_all(path, ec);
+    }
   }
   static std::string bin(const std::string& name) {
     const char* dir = std::getenv("CUTOR_PG_BIN");
