@@ -75,6 +75,11 @@ def fleet(pg, tmp_path):
         api.cleanup()
 
 
+def mounts_below(path):
+    with open("/proc/self/mountinfo") as f:
+        return [line.split()[4] for line in f if line.split()[4].startswith(path + "/")]
+
+
 def finished_lines(workers, sid):
     return sum(len(re.findall(rf"submission {sid} FINISHED", w.text())) for w in workers)
 
@@ -119,6 +124,10 @@ def test_a_killed_workers_submission_is_requeued_and_finished_by_another(fleet):
     # The result does not change afterwards.
     time.sleep(0.5)
     assert api.client.get_submission(sid)["run"]["stdout"] == "survived\n"
+    # The killed worker's workspace (a tmpfs) is removed when a worker starts on its --data.
+    assert mounts_below(first.data), "the killed worker left no workspace: test is void"
+    add_worker("first")
+    wait_until(lambda: not mounts_below(first.data), 30, what="the stale workspace removed")
 
 
 def test_cancel_through_the_api_kills_the_run_on_a_worker(fleet):
