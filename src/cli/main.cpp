@@ -13,6 +13,7 @@
 #include "api/runtime_api.h"
 #include "cli/data_dir_lock.h"
 #include "cli/dependency_adapter.h"
+#include "cli/nix_cache_open.h"
 #include "cli/run_command.h"
 #include "cli/store_option.h"
 #include "cli/worker_command.h"
@@ -153,26 +154,17 @@ int serve(const ServeOptions& o) {
     spdlog::warn(
         "--no-isolation: stages run as plain processes on the host; not for untrusted code");
 
-  std::unique_ptr<NixEnvironmentCache> nix;
+  OpenedNixCache opened = open_nix_cache_or_say_why({.data_dir = o.data,
+                                                     .nix_path = o.nix_path,
+                                                     .substituters = o.substituters,
+                                                     .cache_budget_bytes = o.cache_budget,
+                                                     .max_builds = o.max_builds});
+  std::unique_ptr<NixEnvironmentCache> nix = std::move(opened.cache);
+  const std::string nix_problem = opened.problem;
   std::unique_ptr<NixDependencyService> deps;
-  std::string nix_problem;
-  try {
-    NixCacheOptions nix_options;
-    nix_options.data_dir = o.data;
-    nix_options.nix_path = o.nix_path;
-    if (nix_options.nix_path.empty())
-      if (const char* np = getenv("NIX_PATH")) nix_options.nix_path = np;
-    nix_options.substituters = o.substituters;
-    nix_options.cache_budget_bytes = o.cache_budget;
-    nix_options.max_builds = o.max_builds;
-    nix = open_nix_environment_cache(nix_options);
+  if (nix)
     deps = std::make_unique<NixDependencyService>(*nix,
                                                   config.limits.default_for(Stage::kEnvironment));
-  } catch (const std::exception& e) {
-    nix_problem = e.what();
-    spdlog::error("no Nix environment cache: {}; submissions with cutor.nix end INTERNAL_ERROR",
-                  nix_problem);
-  }
 
   ExecutorOptions exec_options;
   exec_options.no_environments_reason = nix_problem;

@@ -10,6 +10,7 @@
 #include <stdexcept>
 
 #include "cli/data_dir_lock.h"
+#include "cli/nix_cache_open.h"
 #include "envcache/nix_environment_cache.h"
 #include "executor/executor.h"
 #include "sandbox/sandbox.h"
@@ -44,22 +45,15 @@ int run_worker_command(const WorkerCommandOptions& o) {
   // On the main thread before any other starts (see serve in main.cpp).
   auto sandbox = make_sandbox(sandbox_options);
 
-  std::unique_ptr<NixEnvironmentCache> nix;
-  try {
-    NixCacheOptions nix_options;
-    nix_options.data_dir = o.store.data_dir;
-    nix_options.nix_path = o.nix_path;
-    if (nix_options.nix_path.empty())
-      if (const char* np = getenv("NIX_PATH")) nix_options.nix_path = np;
-    nix_options.substituters = o.substituters;
-    nix_options.cache_budget_bytes = o.cache_budget;
-    nix = open_nix_environment_cache(nix_options);
-  } catch (const std::exception& e) {
-    spdlog::warn("no Nix environment cache ({}); submissions with cutor.nix will fail", e.what());
-  }
+  OpenedNixCache opened = open_nix_cache_or_say_why({.data_dir = o.store.data_dir,
+                                                     .nix_path = o.nix_path,
+                                                     .substituters = o.substituters,
+                                                     .cache_budget_bytes = o.cache_budget});
+  std::unique_ptr<NixEnvironmentCache> nix = std::move(opened.cache);
 
   ExecutorOptions exec_options;
   exec_options.workers = o.workers;
+  exec_options.no_environments_reason = opened.problem;
   exec_options.work_dir = fs::absolute(o.store.data_dir + "/work").lexically_normal().string();
   Executor executor(*store, *sandbox, nix.get(), exec_options);
   executor.start();
