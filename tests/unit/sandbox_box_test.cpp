@@ -145,22 +145,47 @@ class BoxTest : public ::testing::Test {
   // Runs one box to the end: forks, gives the go byte, collects output and status.
   // `kill_init_after_ms` > 0: SIGKILL the box's init then, as the supervisor does on a limit.
   static BoxRun run_plan(BoxPlan plan, const std::string& stdin_data, int kill_init_after_ms = 0) {
-    BoxRun result;
-    int in = memfd_with(stdin_data), out = memfd_with(""), err = memfd_with("");
+    StartedBox box = start_plan(std::move(plan), stdin_data);
+    return finish_plan(box, kill_init_after_ms);
+  }
+
+  // A box forked and given its go byte, not yet waited for.
+  struct StartedBox {
+    pid_t init = -1;
+    int in = -1, out = -1, err = -1, status_read = -1;
+    std::chrono::steady_clock::time_point start;
+  };
+
+  static StartedBox start_plan(BoxPlan plan, const std::string& stdin_data) {
+    StartedBox box;
+    box.in = memfd_with(stdin_data);
+    box.out = memfd_with("");
+    box.err = memfd_with("");
     int sync[2], status[2];
     EXPECT_EQ(::pipe2(sync, O_CLOEXEC), 0);
     EXPECT_EQ(::pipe2(status, O_CLOEXEC), 0);
-    plan.stdin_fd = in;
-    plan.stdout_fd = out;
-    plan.stderr_fd = err;
+    plan.stdin_fd = box.in;
+    plan.stdout_fd = box.out;
+    plan.stderr_fd = box.err;
     plan.sync_fd = sync[0];
     plan.status_fd = status[1];
-    auto start = std::chrono::steady_clock::now();
-    pid_t init = start_box(plan);  // the box's init, killed as the supervisor does
+    box.status_read = status[0];
+    box.start = std::chrono::steady_clock::now();
+    box.init = start_box(plan);  // the box's init, killed as the supervisor does
     ::close(sync[0]);
     ::close(status[1]);
     EXPECT_EQ(::write(sync[1], "g", 1), 1);
     ::close(sync[1]);
+    return box;
+  }
+
+  // Waits for the box (30 s at most), then reads its status and output.
+  static BoxRun finish_plan(const StartedBox& box, int kill_init_after_ms = 0) {
+    BoxRun result;
+    const pid_t init = box.init;
+    const int in = box.in, out = box.out, err = box.err;
+    const int status_read = box.status_read;
+    const auto start = box.start;
     int wait_status = 0;
     for (int i = 0; i < 3000; ++i) {  // 30 s at most, then kill: never hang the suite
       if (::waitpid(init, &wait_status, WNOHANG) == init) break;
@@ -178,12 +203,12 @@ class BoxTest : public ::testing::Test {
     // Read into bytes first: GCC 12 -O3 takes &result.status for its first int member and
     // warns (falsely) that the read overflows it.
     char bytes[sizeof(BoxStatus)];
-    ssize_t n = ::read(status[0], bytes, sizeof(bytes));
+    ssize_t n = ::read(status_read, bytes, sizeof(bytes));
     result.got_status = n == static_cast<ssize_t>(sizeof(bytes));
     if (result.got_status) std::memcpy(&result.status, bytes, sizeof(bytes));
     BoxStatus extra;
-    EXPECT_EQ(::read(status[0], &extra, sizeof(extra)), 0) << "more than one BoxStatus";
-    ::close(status[0]);
+    EXPECT_EQ(::read(status_read, &extra, sizeof(extra)), 0) << "more than one BoxStatus";
+    ::close(status_read);
     result.out = read_all(out);
     result.err = read_all(err);
     ::close(in);
@@ -215,11 +240,14 @@ class BoxTest : public ::testing::Test {
   BoxPlan plan_;
 };
 
-// The server runs boxes from several threads at once; each sees only its own workspace.
-TEST_F(BoxTest, ConcurrentBoxesFromThreadsAreIndependent) {
+// The server runs several boxes at once; each sees only its own workspace. They are forked
+// from one thread, as the spawner does (spawner.h: a fork of a multi-threaded process may
+// find the allocator locked by another thread), and waited for from several.
+TEST_F(BoxTest, ConcurrentBoxesAreIndependent) {
   constexpr int kBoxes = 4;
   std::vector<std::string> dirs(kBoxes);
   std::vector<BoxRun> runs(kBoxes);
+  std::vector<StartedBox> started(kBoxes);
   std::vector<std::thread> threads;
   for (int i = 0; i < kBoxes; ++i) {
     char dir[] = "/tmp/cutor-box-par-XXXXXX";
@@ -237,8 +265,10 @@ TEST_F(BoxTest, ConcurrentBoxesFromThreadsAreIndependent) {
     plan.gid = kBoxGid + 1 + i;
     plan.argv = {"/bin/sh", "-c",
                  "echo " + std::to_string(i) + " > /box/mine; sleep 0.2; ls /box; id -u"};
-    threads.emplace_back([&runs, i, plan] { runs[i] = run_plan(plan, ""); });
+    started[i] = start_plan(plan, "");
   }
+  for (int i = 0; i < kBoxes; ++i)
+    threads.emplace_back([&runs, &started, i] { runs[i] = finish_plan(started[i]); });
   for (auto& t : threads) t.join();
   for (int i = 0; i < kBoxes; ++i) {
     expect_ok(runs[i]);
