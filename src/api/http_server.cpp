@@ -752,7 +752,7 @@ Response HttpServer::Impl::metrics_text() {
   out += "# HELP cutor_submissions_result Finished submissions by result.\n";
   out += "# TYPE cutor_submissions_result gauge\n";
   std::map<std::string, int64_t> by_result;
-  for (int r = 0; r <= static_cast<int>(Result::kInternalError); ++r)
+  for (int r = 0; r < kResultCount; ++r)
     by_result[std::string(result_name(static_cast<Result>(r)))] = 0;
   for (const auto& [name, n] : store.count_by_result()) by_result[name] = n;
   for (const auto& [name, n] : by_result)

@@ -35,7 +35,7 @@ constexpr std::array<std::string_view, 11> kStageStatusNames = {"PENDING",
                                                                 "MEMORY_LIMIT_EXCEEDED",
                                                                 "OUTPUT_LIMIT_EXCEEDED",
                                                                 "INTERNAL_ERROR"};
-constexpr std::array<std::string_view, 10> kResultNames = {"OK",
+constexpr std::array<std::string_view, 13> kResultNames = {"OK",
                                                            "ENVIRONMENT_ERROR",
                                                            "BUILD_ERROR",
                                                            "COMPILE_ERROR",
@@ -44,7 +44,15 @@ constexpr std::array<std::string_view, 10> kResultNames = {"OK",
                                                            "MEMORY_LIMIT_EXCEEDED",
                                                            "OUTPUT_LIMIT_EXCEEDED",
                                                            "CANCELLED",
-                                                           "INTERNAL_ERROR"};
+                                                           "INTERNAL_ERROR",
+                                                           "ACCEPTED",
+                                                           "WRONG_ANSWER",
+                                                           "CHECKER_ERROR"};
+constexpr std::array<std::string_view, 5> kCheckerTypeNames = {"exact", "lines", "tokens", "float",
+                                                               "script"};
+constexpr std::array<std::string_view, 10> kVerdictNames = {
+    "PENDING",       "ACCEPTED",      "WRONG_ANSWER", "TIME_LIMIT_EXCEEDED", "MEMORY_LIMIT_EXCEEDED",
+    "OUTPUT_LIMIT_EXCEEDED", "RUNTIME_ERROR", "CHECKER_ERROR", "SKIPPED", "INTERNAL_ERROR"};
 
 }  // namespace
 
@@ -71,6 +79,19 @@ std::string_view result_name(Result r) {
 }
 std::optional<Result> parse_result(std::string_view n) {
   return parse_by_name<Result>(n, kResultNames);
+}
+
+std::string_view checker_type_name(CheckerType t) {
+  return kCheckerTypeNames[static_cast<int>(t)];
+}
+std::optional<CheckerType> parse_checker_type(std::string_view n) {
+  return parse_by_name<CheckerType>(n, kCheckerTypeNames);
+}
+std::string_view verdict_name(Verdict v) {
+  return kVerdictNames[static_cast<int>(v)];
+}
+std::optional<Verdict> parse_verdict(std::string_view n) {
+  return parse_by_name<Verdict>(n, kVerdictNames);
 }
 
 int64_t* limit_field(SandboxLimits& l, std::string_view name) {

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "model/limits.h"
+#include "model/test_case.h"
 
 namespace cutor {
 
@@ -51,7 +52,13 @@ enum class Result {
   kOutputLimitExceeded,
   kCancelled,
   kInternalError,
+  // Only for a submission with tests: ACCEPTED when every test is, else the first failing
+  // test's verdict (RUNTIME_ERROR, TIME_LIMIT_EXCEEDED... reuse the values above).
+  kAccepted,
+  kWrongAnswer,
+  kCheckerError,
 };
+inline constexpr int kResultCount = static_cast<int>(Result::kCheckerError) + 1;
 std::string_view result_name(Result r);  // "OK", ...
 std::optional<Result> parse_result(std::string_view name);
 
@@ -69,6 +76,11 @@ struct SubmissionRequest {
   std::vector<std::string> args;
   std::vector<std::pair<std::string, std::string>> env;  // in the client's order
   std::array<SandboxLimits, 4> limits{};                 // indexed by Stage; kBuild unused
+  // Test cases (none: one run with stdin and args above), their checker, and whether the
+  // first failing test skips the rest.
+  std::vector<TestCase> tests;
+  CheckerSpec checker;
+  bool stop_on_first_failure = false;
 
   const SandboxLimits& limits_for(Stage s) const { return limits[static_cast<int>(s)]; }
   // The file named `name` at the root, or nullptr.
@@ -91,6 +103,15 @@ struct StageResult {
   bool operator==(const StageResult&) const = default;
 };
 
+// How one test case ended. `run` is the test's run (PENDING until it ran).
+struct TestResult {
+  std::string name;
+  Verdict verdict = Verdict::kPending;
+  StageResult run;
+  std::string checker_message;
+  bool operator==(const TestResult&) const = default;
+};
+
 struct Submission {
   std::string id;   // uuid v4, lower case
   int64_t seq = 0;  // store-assigned insert order; newer is larger
@@ -100,6 +121,7 @@ struct Submission {
   std::optional<int64_t> finished_at_ms;
   SubmissionRequest request;
   std::array<StageResult, 4> stages{};  // indexed by Stage
+  std::vector<TestResult> tests;        // one per request test, in order
 
   StageResult& stage(Stage s) { return stages[static_cast<int>(s)]; }
   const StageResult& stage(Stage s) const { return stages[static_cast<int>(s)]; }

@@ -26,6 +26,7 @@ int64_t PostgresSubmissionStore::requeue_expired() {
         "   AND lease_owner IS NOT NULL AND lease_at < now() - $1 * interval '1 millisecond'"
         "   FOR UPDATE SKIP LOCKED),"
         " cleared AS (DELETE FROM stages WHERE seq IN (SELECT seq FROM expired)),"
+        " cleared_tests AS (DELETE FROM test_results WHERE seq IN (SELECT seq FROM expired)),"
         " requeued AS (UPDATE submissions s SET status = 0, lease_owner = NULL,"
         "   lease_at = NULL, lease_attempt = lease_attempt + 1"
         "   FROM expired e WHERE s.seq = e.seq RETURNING s.id)"

@@ -33,6 +33,7 @@ class PostgresSubmissionStore final : public SubmissionStore {
                const std::vector<StageWrite>& stages) override;
   bool finish_with_stages(const std::string& id, Result result,
                           const std::vector<StageWrite>& stages) override;
+  bool write_tests(const std::string& id, const std::vector<TestWrite>& tests) override;
   CancelOutcome cancel(const std::string& id) override;
   int64_t requeue_unfinished() override;
   int64_t count_all() override;

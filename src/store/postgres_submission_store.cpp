@@ -1,12 +1,14 @@
 // PostgresSubmissionStore: see postgres_submission_store.h for leases and notification.
 //
-// Schema (version 1, in table cutor_schema):
+// Schema (version 2, in table cutor_schema; version 1 gains test_results):
 //   submissions  one row per submission, the request (request_codec's format) in it as
 //                bytea: PostgreSQL keeps a large value out of line (TOAST), so status
 //                writes do not copy it. Lease: lease_owner (a store instance), lease_at
 //                (the server's clock, never a worker's), lease_attempt (bumped on every
 //                claim and re-queue).
 //   stages       (seq, stage) -> one stage's result; a missing row means PENDING.
+//   test_results (seq, idx) -> one finished test (request_codec's test result format); a
+//                missing row is a test not run yet.
 // Every integer column is bigint so results read as one binary type.
 #include "store/postgres_submission_store.h"
 
@@ -34,7 +36,7 @@ namespace {
 using pg::Params;
 using store_rows::enum_from_db;
 
-constexpr int64_t kSchemaVersion = 1;
+constexpr int64_t kSchemaVersion = 2;
 constexpr int64_t kSchemaLockKey = 0x637574'6f7201;  // pg_advisory_xact_lock keys
 constexpr int64_t kInsertLockKey = 0x637574'6f7202;
 constexpr size_t kMaxIdleConnections = 16;
@@ -71,7 +73,23 @@ CREATE TABLE stages (
   output       bytea  NOT NULL DEFAULT '',
   PRIMARY KEY (seq, stage)
 );
-INSERT INTO cutor_schema (version) VALUES (1);
+CREATE TABLE test_results (
+  seq    bigint NOT NULL REFERENCES submissions(seq) ON DELETE CASCADE,
+  idx    bigint NOT NULL,
+  result bytea  NOT NULL,
+  PRIMARY KEY (seq, idx)
+);
+INSERT INTO cutor_schema (version) VALUES (2);
+)sql";
+
+constexpr const char* kMigrateTo2Sql = R"sql(
+CREATE TABLE test_results (
+  seq    bigint NOT NULL REFERENCES submissions(seq) ON DELETE CASCADE,
+  idx    bigint NOT NULL,
+  result bytea  NOT NULL,
+  PRIMARY KEY (seq, idx)
+);
+INSERT INTO cutor_schema (version) VALUES (2);
 )sql";
 
 // A submission's columns then its stages' (LEFT JOIN: NULL stage columns for none);
@@ -96,7 +114,7 @@ std::vector<Submission> read_rows(const pg::Result& r) {
       s.seq = seq;
       s.id = r.bytes(row, 1);
       s.status = enum_from_db<SubmissionStatus>(r.int64(row, 2), 5, "status");
-      if (!r.is_null(row, 3)) s.result = enum_from_db<Result>(r.int64(row, 3), 9, "result");
+      if (!r.is_null(row, 3)) s.result = enum_from_db<Result>(r.int64(row, 3), kResultCount - 1, "result");
       s.created_at_ms = r.int64(row, 4);
       s.finished_at_ms = r.opt_int64(row, 5);
       try {
@@ -122,6 +140,33 @@ std::vector<Submission> read_rows(const pg::Result& r) {
     st.output = r.bytes(row, 17);
   }
   return out;
+}
+
+// Fills in the tests of each submission of `rows` that has any, from test_results.
+void read_tests(pg::Connection& c, std::vector<Submission>& rows) {
+  int64_t low = std::numeric_limits<int64_t>::max(), high = 0;
+  for (const Submission& s : rows) {
+    if (s.request.tests.empty()) continue;
+    low = std::min(low, s.seq);
+    high = std::max(high, s.seq);
+  }
+  if (high == 0) return;
+  pg::Result r = c.exec("read test results",
+                        "SELECT seq, idx, result FROM test_results WHERE seq BETWEEN $1 AND $2",
+                        Params().add(low).add(high));
+  std::unordered_map<int64_t, std::vector<std::optional<TestResult>>> by_seq;
+  for (const Submission& s : rows)
+    if (!s.request.tests.empty()) by_seq[s.seq].resize(s.request.tests.size());
+  for (int row = 0; row < r.rows(); ++row) {
+    auto it = by_seq.find(r.int64(row, 0));
+    if (it == by_seq.end()) continue;  // a submission in the range but not in `rows`
+    const int64_t index = r.int64(row, 1);
+    if (index < 0 || index >= static_cast<int64_t>(it->second.size()))
+      throw StoreError("corrupt row: test index " + std::to_string(index));
+    it->second[index] = decode_test_result(r.bytes(row, 2));
+  }
+  for (Submission& s : rows)
+    if (!s.request.tests.empty()) store_rows::complete_tests(s, std::move(by_seq[s.seq]));
 }
 
 void write_stage(pg::Connection& c, int64_t seq, Stage stage, const StageResult& r) {
@@ -225,6 +270,8 @@ void PostgresSubmissionStore::create_or_check_schema() {
     throw StoreError(c->label() + ": schema version " + std::to_string(*version) +
                      " is newer than the " + std::to_string(kSchemaVersion) +
                      " this build knows; upgrade cutor");
+  } else if (*version == 1) {
+    c->exec_script("migrate schema 1 to 2", kMigrateTo2Sql);
   } else if (*version < kSchemaVersion) {
     throw StoreError(c->label() + ": schema version " + std::to_string(*version) +
                      " has no migration to " + std::to_string(kSchemaVersion));
@@ -286,6 +333,7 @@ std::optional<Submission> PostgresSubmissionStore::get(const std::string& id) {
                          Params().add_text(id));
   auto rows = read_rows(r);
   if (rows.empty()) return std::nullopt;
+  read_tests(*c, rows);
   return std::move(rows.front());
 }
 
@@ -312,6 +360,7 @@ SubmissionPage PostgresSubmissionStore::list(std::optional<SubmissionStatus> sta
     page.submissions.resize(limit);
     page.next_cursor = store_rows::make_cursor(page.submissions.back().seq);
   }
+  read_tests(*c, page.submissions);
   return page;
 }
 
@@ -330,6 +379,7 @@ std::optional<Submission> PostgresSubmissionStore::try_claim() {
   if (r.rows() == 0) return std::nullopt;
   int64_t attempt = r.int64(0, 18);
   auto rows = read_rows(r);
+  store_rows::complete_tests(rows.front(), {});  // a claimed submission has run no test
   {
     std::lock_guard lock(leases_mu_);
     leases_[rows.front().id] = attempt;
@@ -389,6 +439,35 @@ bool PostgresSubmissionStore::advance(const std::string& id, std::optional<Submi
   return true;
 }
 
+bool PostgresSubmissionStore::write_tests(const std::string& id,
+                                          const std::vector<TestWrite>& tests) {
+  SubmissionStatus now;
+  {
+    Conn c(*this);
+    pg::Transaction tx(*c);
+    pg::Result r = c->exec(
+        "find unfinished",
+        "SELECT seq, status FROM submissions WHERE id = $1 AND status != 5" CUTOR_PG_LEASE_HELD(
+            "2") " FOR UPDATE",
+        Params().add_text(id).add(held_attempt(id)));
+    if (r.rows() == 0) return false;
+    int64_t seq = r.int64(0, 0);
+    now = enum_from_db<SubmissionStatus>(r.int64(0, 1), 5, "status");
+    for (const TestWrite& w : tests)
+      c->exec("write test result",
+              "INSERT INTO test_results (seq, idx, result) VALUES ($1, $2, $3)"
+              " ON CONFLICT (seq, idx) DO UPDATE SET result = EXCLUDED.result",
+              Params()
+                  .add(seq)
+                  .add(static_cast<int64_t>(w.index))
+                  .add_bytea(encode_test_result(w.result)));
+    c->exec("notify", kNotifySql, Params().add_text(payload(id, now)));
+    tx.commit();
+  }
+  notify_listeners(id, now);
+  return true;
+}
+
 bool PostgresSubmissionStore::finish(const std::string& id, Result result) {
   return finish_with_stages(id, result, {});
 }
@@ -438,6 +517,8 @@ CancelOutcome PostgresSubmissionStore::cancel(const std::string& id) {
     if (status == SubmissionStatus::kQueued) {
       // Never ran (even if claimed): nothing it may have written is shown.
       c->exec("delete stages", "DELETE FROM stages WHERE seq = $1", Params().add(seq));
+      c->exec("delete test results", "DELETE FROM test_results WHERE seq = $1",
+              Params().add(seq));
     } else {
       // The sandbox is about to be killed: its stage ends SIGKILLed with its output so far.
       c->exec("signal running stage",
@@ -482,14 +563,14 @@ std::vector<std::pair<std::string, int64_t>> PostgresSubmissionStore::count_by_s
 
 std::vector<std::pair<std::string, int64_t>> PostgresSubmissionStore::count_by_result() {
   std::vector<std::pair<std::string, int64_t>> counts;
-  for (int i = 0; i <= static_cast<int>(Result::kInternalError); ++i)
+  for (int i = 0; i < kResultCount; ++i)
     counts.emplace_back(result_name(static_cast<Result>(i)), 0);
   Conn c(*this);
   pg::Result r = c->exec("count by result",
                          "SELECT result, count(*)::bigint FROM submissions"
                          " WHERE result IS NOT NULL GROUP BY result");
   for (int i = 0; i < r.rows(); ++i)
-    counts[static_cast<int>(enum_from_db<Result>(r.int64(i, 0), 9, "result"))].second =
+    counts[static_cast<int>(enum_from_db<Result>(r.int64(i, 0), kResultCount - 1, "result"))].second =
         r.int64(i, 1);
   return counts;
 }

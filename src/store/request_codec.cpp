@@ -1,6 +1,7 @@
 #include "store/request_codec.h"
 
 #include <cstdint>
+#include <cstring>
 
 #include "store/submission_store.h"
 
@@ -8,6 +9,8 @@ namespace cutor {
 namespace {
 
 constexpr uint64_t kCodecVersion = 1;
+constexpr uint64_t kCodecVersionWithTests = 2;
+constexpr uint64_t kTestResultVersion = 1;
 
 void put_varint(std::string& out, uint64_t v) {
   while (v >= 0x80) {
@@ -20,6 +23,23 @@ void put_varint(std::string& out, uint64_t v) {
 void put_string(std::string& out, std::string_view s) {
   put_varint(out, s.size());
   out.append(s);
+}
+
+uint64_t double_bits(double d) {
+  uint64_t bits;
+  std::memcpy(&bits, &d, sizeof bits);
+  return bits;
+}
+
+double bits_double(uint64_t bits) {
+  double d;
+  std::memcpy(&d, &bits, sizeof d);
+  return d;
+}
+
+void put_limits(std::string& out, const SandboxLimits& limits) {
+  for (std::string_view name : kLimitNames)
+    put_varint(out, static_cast<uint64_t>(*limit_field(limits, name)));
 }
 
 // Reads from a byte range, failing with the field being read when the record ends
@@ -77,7 +97,8 @@ std::string encode_request(const SubmissionRequest& r) {
   for (const auto& [k, v] : r.env) size += 10 + k.size() + v.size();
   std::string out;
   out.reserve(size);
-  put_varint(out, kCodecVersion);
+  // Version 1 records (no tests) stay readable by servers that predate tests.
+  put_varint(out, r.tests.empty() ? kCodecVersion : kCodecVersionWithTests);
   put_varint(out, r.files.size());
   for (const auto& f : r.files) {
     put_string(out, f.name);
@@ -91,16 +112,31 @@ std::string encode_request(const SubmissionRequest& r) {
     put_string(out, k);
     put_string(out, v);
   }
-  for (Stage s : kAllStages)
-    for (std::string_view name : kLimitNames)
-      put_varint(out, static_cast<uint64_t>(*limit_field(r.limits_for(s), name)));
+  for (Stage s : kAllStages) put_limits(out, r.limits_for(s));
+  if (out[0] == static_cast<char>(kCodecVersion)) return out;
+  put_varint(out, r.tests.size());
+  for (const TestCase& t : r.tests) {
+    put_string(out, t.name);
+    put_string(out, t.stdin_data);
+    put_varint(out, t.args.size());
+    for (const auto& a : t.args) put_string(out, a);
+    put_varint(out, t.expected_output ? 1 : 0);
+    if (t.expected_output) put_string(out, *t.expected_output);
+    put_limits(out, t.limits);
+  }
+  put_varint(out, static_cast<uint64_t>(r.checker.type));
+  put_varint(out, double_bits(r.checker.abs_tolerance));
+  put_varint(out, double_bits(r.checker.rel_tolerance));
+  put_string(out, r.checker.file);
+  put_varint(out, r.stop_on_first_failure ? 1 : 0);
   return out;
 }
 
 SubmissionRequest decode_request(std::string_view bytes) {
   Reader in(bytes);
   uint64_t version = in.varint("version");
-  if (version != kCodecVersion) Reader::fail("version", "unknown record version");
+  if (version != kCodecVersion && version != kCodecVersionWithTests)
+    Reader::fail("version", "unknown record version");
   SubmissionRequest r;
   uint64_t nfiles = in.count("files", 2);
   r.files.reserve(nfiles);
@@ -121,11 +157,87 @@ SubmissionRequest decode_request(std::string_view bytes) {
     std::string value = in.string("env value");
     r.env.emplace_back(std::move(key), std::move(value));
   }
-  for (Stage s : kAllStages)
+  auto read_limits = [&](SandboxLimits& limits) {
     for (std::string_view name : kLimitNames)
-      *limit_field(r.limits[static_cast<int>(s)], name) = static_cast<int64_t>(in.varint("limit"));
-  if (!in.at_end()) Reader::fail("record", "trailing bytes after the last limit");
+      *limit_field(limits, name) = static_cast<int64_t>(in.varint("limit"));
+  };
+  for (Stage s : kAllStages) read_limits(r.limits[static_cast<int>(s)]);
+  if (version == kCodecVersionWithTests) {
+    uint64_t ntests = in.count("tests", 10);
+    r.tests.reserve(ntests);
+    for (uint64_t i = 0; i < ntests; ++i) {
+      TestCase t;
+      t.name = in.string("test name");
+      t.stdin_data = in.string("test stdin");
+      uint64_t n = in.count("test args", 1);
+      for (uint64_t j = 0; j < n; ++j) t.args.push_back(in.string("test arg"));
+      if (in.varint("test expected flag") != 0) t.expected_output = in.string("test expected");
+      read_limits(t.limits);
+      r.tests.push_back(std::move(t));
+    }
+    uint64_t type = in.varint("checker type");
+    if (type > static_cast<uint64_t>(CheckerType::kScript))
+      Reader::fail("checker type", "out of range");
+    r.checker.type = static_cast<CheckerType>(type);
+    r.checker.abs_tolerance = bits_double(in.varint("checker abs"));
+    r.checker.rel_tolerance = bits_double(in.varint("checker rel"));
+    r.checker.file = in.string("checker file");
+    r.stop_on_first_failure = in.varint("stop_on_first_failure") != 0;
+  }
+  if (!in.at_end()) Reader::fail("record", "trailing bytes after the last field");
   return r;
+}
+
+std::string encode_test_result(const TestResult& t) {
+  const StageResult& r = t.run;
+  std::string out;
+  out.reserve(64 + t.name.size() + r.stdout_data.size() + r.stderr_data.size() + r.output.size() +
+              t.checker_message.size());
+  put_varint(out, kTestResultVersion);
+  put_string(out, t.name);
+  put_varint(out, static_cast<uint64_t>(t.verdict));
+  put_string(out, t.checker_message);
+  put_varint(out, static_cast<uint64_t>(r.status));
+  put_string(out, r.stdout_data);
+  put_string(out, r.stderr_data);
+  put_string(out, r.output);
+  // Optional ints as 0 (absent) or value + 1 (zig-zag free: codes are 0..255, signals > 0).
+  put_varint(out, r.code ? static_cast<uint64_t>(static_cast<uint32_t>(*r.code)) + 1 : 0);
+  put_varint(out, r.signal ? static_cast<uint64_t>(static_cast<uint32_t>(*r.signal)) + 1 : 0);
+  put_varint(out, static_cast<uint64_t>(r.wall_time_us));
+  put_varint(out, static_cast<uint64_t>(r.cpu_time_us));
+  put_varint(out, static_cast<uint64_t>(r.memory_bytes));
+  put_varint(out, r.truncated ? 1 : 0);
+  return out;
+}
+
+TestResult decode_test_result(std::string_view bytes) {
+  Reader in(bytes);
+  if (in.varint("version") != kTestResultVersion)
+    Reader::fail("version", "unknown test result version");
+  TestResult t;
+  t.name = in.string("test name");
+  uint64_t verdict = in.varint("verdict");
+  if (verdict > static_cast<uint64_t>(Verdict::kInternalError))
+    Reader::fail("verdict", "out of range");
+  t.verdict = static_cast<Verdict>(verdict);
+  t.checker_message = in.string("checker message");
+  StageResult& r = t.run;
+  uint64_t status = in.varint("status");
+  if (status > static_cast<uint64_t>(StageStatus::kInternalError))
+    Reader::fail("status", "out of range");
+  r.status = static_cast<StageStatus>(status);
+  r.stdout_data = in.string("stdout");
+  r.stderr_data = in.string("stderr");
+  r.output = in.string("output");
+  if (uint64_t code = in.varint("code")) r.code = static_cast<int>(static_cast<uint32_t>(code - 1));
+  if (uint64_t sig = in.varint("signal")) r.signal = static_cast<int>(static_cast<uint32_t>(sig - 1));
+  r.wall_time_us = static_cast<int64_t>(in.varint("wall time"));
+  r.cpu_time_us = static_cast<int64_t>(in.varint("cpu time"));
+  r.memory_bytes = static_cast<int64_t>(in.varint("memory"));
+  r.truncated = in.varint("truncated") != 0;
+  if (!in.at_end()) Reader::fail("record", "trailing bytes after the test result");
+  return t;
 }
 
 }  // namespace cutor

@@ -10,7 +10,10 @@
 //   nargs, then each arg
 //   nenv, then (key, value) per entry
 //   4 stages x 6 limits, in kAllStages x kLimitNames order
-// Nothing may follow the last limit.
+// and, in version 2 (a request with tests; version 1 has none):
+//   ntests, then per test (name, stdin, nargs + args, has_expected, [expected], 6 limits)
+//   checker type, abs and rel tolerance (IEEE bits), checker file, stop_on_first_failure
+// Nothing may follow.
 #pragma once
 
 #include <string>
@@ -25,5 +28,9 @@ std::string encode_request(const SubmissionRequest& r);
 // Throws StoreError naming what is wrong for a truncated, overlong or otherwise
 // malformed record (never reads past `bytes`).
 SubmissionRequest decode_request(std::string_view bytes);
+
+// One test's result as one BLOB (versioned like the request record).
+std::string encode_test_result(const TestResult& t);
+TestResult decode_test_result(std::string_view bytes);
 
 }  // namespace cutor

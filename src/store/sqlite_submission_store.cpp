@@ -1,12 +1,14 @@
 // SqliteSubmissionStore: the request store on an embedded SQLite database in WAL mode.
 //
-// Schema (version 1, PRAGMA user_version):
+// Schema (version 2, PRAGMA user_version; a version 1 database gains test_results):
 //   submissions  one small row per submission: seq, id, status, result, times, lease.
 //                Status writes touch only this row, never the (possibly large) request.
 //   requests     seq -> the request, one BLOB in request_codec's binary format.
 //   stages       key = seq*4 + stage -> one stage's result, raw output as BLOBs. A
 //                missing row means PENDING with nothing in it, so an insert writes no
 //                stage rows at all.
+//   test_results (seq, index) -> one finished test's result (request_codec's test result
+//                BLOB); a missing row is a test not run yet (SKIPPED once FINISHED).
 // Enums are stored as their integer values; the static_asserts below pin them, so
 // reordering an enum in src/model breaks the build instead of old databases.
 //
@@ -53,7 +55,7 @@ using sqlite::Connection;
 using sqlite::Query;
 using sqlite::Transaction;
 
-constexpr int64_t kSchemaVersion = 1;
+constexpr int64_t kSchemaVersion = 2;
 constexpr int kBusyTimeoutMs = 5000;
 constexpr size_t kMaxIdleReaders = 16;
 constexpr int kSigkill = 9;
@@ -90,7 +92,24 @@ CREATE TABLE stages (
   stderr       BLOB    NOT NULL DEFAULT x'',
   output       BLOB    NOT NULL DEFAULT x''
 );
-PRAGMA user_version = 1;
+CREATE TABLE test_results (
+  seq    INTEGER NOT NULL,
+  idx    INTEGER NOT NULL,
+  result BLOB    NOT NULL,
+  PRIMARY KEY (seq, idx)
+) WITHOUT ROWID;
+PRAGMA user_version = 2;
+)sql";
+
+// Version 1 -> 2: test cases.
+constexpr const char* kMigrateTo2Sql = R"sql(
+CREATE TABLE test_results (
+  seq    INTEGER NOT NULL,
+  idx    INTEGER NOT NULL,
+  result BLOB    NOT NULL,
+  PRIMARY KEY (seq, idx)
+) WITHOUT ROWID;
+PRAGMA user_version = 2;
 )sql";
 
 // Columns read for a submission (the request joined in); read_row() decodes them.
@@ -148,6 +167,7 @@ class SqliteSubmissionStore final : public SubmissionStore {
                const std::vector<StageWrite>& stages) override;
   bool finish_with_stages(const std::string& id, Result result,
                           const std::vector<StageWrite>& stages) override;
+  bool write_tests(const std::string& id, const std::vector<TestWrite>& tests) override;
   CancelOutcome cancel(const std::string& id) override;
   int64_t requeue_unfinished() override;
   int64_t count_all() override;
@@ -317,15 +337,18 @@ void SqliteSubmissionStore::create_or_check_schema() {
   Connection& c = *writer_;
   int64_t version = c.query_int("PRAGMA user_version", "read schema version");
   if (version == kSchemaVersion) return;
-  if (version != 0)
+  if (version > kSchemaVersion)
     throw StoreError("sqlite store " + c.path() + ": schema version " + std::to_string(version) +
-                     " is not the " + std::to_string(kSchemaVersion) + " this build knows");
+                     " is newer than the " + std::to_string(kSchemaVersion) +
+                     " this build knows; run a newer cutor");
   if (c.read_only())
-    throw StoreError("sqlite store " + c.path() + ": database is read-only and has no schema");
+    throw StoreError("sqlite store " + c.path() + ": database is read-only and has schema " +
+                     std::to_string(version) + ", not " + std::to_string(kSchemaVersion));
   Transaction tx(c, Transaction::Kind::kWrite);
-  // Another process may have created it between the check and the lock.
-  if (c.query_int("PRAGMA user_version", "read schema version") == 0)
-    c.exec(kSchemaSql, "create schema");
+  // Another process may have created or migrated it between the check and the lock.
+  version = c.query_int("PRAGMA user_version", "read schema version");
+  if (version == 0) c.exec(kSchemaSql, "create schema");
+  if (version == 1) c.exec(kMigrateTo2Sql, "migrate schema 1 to 2");
   tx.commit();
 }
 
@@ -463,7 +486,7 @@ Submission SqliteSubmissionStore::read_row(Query& q) {
   s.seq = q.int64(0);
   s.id = q.text(1);
   s.status = enum_from_db<SubmissionStatus>(q.int64(2), 5, "status");
-  if (!q.is_null(3)) s.result = enum_from_db<Result>(q.int64(3), 9, "result");
+  if (!q.is_null(3)) s.result = enum_from_db<Result>(q.int64(3), kResultCount - 1, "result");
   s.created_at_ms = q.int64(4);
   s.finished_at_ms = q.opt_int64(5);
   try {
@@ -492,6 +515,19 @@ void SqliteSubmissionStore::read_stages(Connection& c, Submission& s) {
     r.stderr_data = q.blob(9);
     r.output = q.blob(10);
   }
+  if (s.request.tests.empty()) return;
+  std::vector<std::optional<TestResult>> rows(s.request.tests.size());
+  Query t(c.statement("read test results",
+                      "SELECT idx, result FROM test_results WHERE seq = ?1 ORDER BY idx"));
+  t.bind(1, s.seq);
+  while (t.step()) {
+    const int64_t index = t.int64(0);
+    if (index < 0 || index >= static_cast<int64_t>(rows.size()))
+      throw StoreError("corrupt row: test index " + std::to_string(index) + " of submission " +
+                       s.id);
+    rows[index] = decode_test_result(t.blob(1));
+  }
+  store_rows::complete_tests(s, std::move(rows));
 }
 
 std::optional<Submission> SqliteSubmissionStore::read_by_id(Connection& c, const std::string& id) {
@@ -546,8 +582,12 @@ void SqliteSubmissionStore::skip_unfinished_stages(Connection& c, int64_t seq) {
 }
 
 void SqliteSubmissionStore::delete_stages(Connection& c, int64_t seq) {
-  Query q(
-      c.statement("delete stages", "DELETE FROM stages WHERE key BETWEEN ?1 * 4 AND ?1 * 4 + 3"));
+  {
+    Query q(
+        c.statement("delete stages", "DELETE FROM stages WHERE key BETWEEN ?1 * 4 AND ?1 * 4 + 3"));
+    q.bind(1, seq).run();
+  }
+  Query q(c.statement("delete test results", "DELETE FROM test_results WHERE seq = ?1"));
   q.bind(1, seq).run();
 }
 
@@ -743,6 +783,36 @@ bool SqliteSubmissionStore::advance(const std::string& id, std::optional<Submiss
   return true;
 }
 
+bool SqliteSubmissionStore::write_tests(const std::string& id,
+                                        const std::vector<TestWrite>& tests) {
+  SubmissionStatus now;
+  {
+    std::lock_guard lock(writer_mu_);
+    Connection& c = *writer_;
+    Transaction tx(c, Transaction::Kind::kWrite);
+    int64_t seq = 0;
+    {
+      Query q(c.statement("find unfinished",
+                          "SELECT seq, status FROM submissions WHERE id = ?1 AND status != 5"));
+      q.bind(1, id);
+      if (!q.step()) return false;
+      seq = q.int64(0);
+      now = enum_from_db<SubmissionStatus>(q.int64(1), 5, "status");
+    }
+    for (const TestWrite& w : tests) {
+      Query q(c.statement("write test result",
+                          "INSERT OR REPLACE INTO test_results (seq, idx, result)"
+                          " VALUES (?1, ?2, ?3)"));
+      const std::string blob = encode_test_result(w.result);  // bound without a copy
+      q.bind(1, seq).bind(2, static_cast<int64_t>(w.index)).bind_blob(3, blob);
+      q.run();
+    }
+    tx.commit();
+  }
+  notify_listeners(id, now);
+  return true;
+}
+
 bool SqliteSubmissionStore::finish(const std::string& id, Result result) {
   return finish_with_stages(id, result, {});
 }
@@ -876,14 +946,14 @@ std::vector<std::pair<std::string, int64_t>> SqliteSubmissionStore::count_by_sta
 
 std::vector<std::pair<std::string, int64_t>> SqliteSubmissionStore::count_by_result() {
   std::vector<std::pair<std::string, int64_t>> counts;
-  for (int i = 0; i <= static_cast<int>(Result::kInternalError); ++i)
+  for (int i = 0; i < kResultCount; ++i)
     counts.emplace_back(result_name(static_cast<Result>(i)), 0);
   ReaderLease lease(*this);
   Query q(lease.conn().statement("count by result",
                                  "SELECT result, count(*) FROM submissions"
                                  " WHERE result IS NOT NULL GROUP BY result"));
   while (q.step()) {
-    auto r = enum_from_db<Result>(q.int64(0), 9, "result");
+    auto r = enum_from_db<Result>(q.int64(0), kResultCount - 1, "result");
     counts[static_cast<int>(r)].second = q.int64(1);
   }
   return counts;

@@ -3,7 +3,9 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "store/submission_store.h"
 
@@ -20,6 +22,8 @@ static_assert(static_cast<int>(StageStatus::kSignaled) == 5);
 static_assert(static_cast<int>(StageStatus::kInternalError) == 10);
 static_assert(static_cast<int>(Result::kCancelled) == 8);
 static_assert(static_cast<int>(Result::kInternalError) == 9);
+static_assert(static_cast<int>(Result::kCheckerError) == 12);
+static_assert(static_cast<int>(Verdict::kSkipped) == 8);
 static_assert(static_cast<int>(Stage::kRun) == 3);
 
 template <typename Enum>
@@ -29,6 +33,10 @@ Enum enum_from_db(int64_t v, int64_t max, const char* what) {
                      " out of range");
   return static_cast<Enum>(v);
 }
+
+// Fills s.tests from the request's tests and the stored results `rows` (one per test,
+// empty where none is stored): PENDING, or SKIPPED once the submission is FINISHED.
+void complete_tests(Submission& s, std::vector<std::optional<TestResult>> rows);
 
 // "c<seq>": the cursor of the page that starts below `seq`.
 std::string make_cursor(int64_t seq);

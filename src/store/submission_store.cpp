@@ -49,6 +49,23 @@ bool SubmissionStore::delete_runtime(const std::string& name, const std::string&
 
 namespace store_rows {
 
+void complete_tests(Submission& s, std::vector<std::optional<TestResult>> rows) {
+  s.tests.clear();
+  s.tests.reserve(s.request.tests.size());
+  for (size_t i = 0; i < s.request.tests.size(); ++i) {
+    if (i < rows.size() && rows[i]) {
+      s.tests.push_back(std::move(*rows[i]));
+      continue;
+    }
+    TestResult t;
+    t.name = s.request.tests[i].name;
+    const bool finished = s.status == SubmissionStatus::kFinished;
+    t.verdict = finished ? Verdict::kSkipped : Verdict::kPending;
+    t.run.status = finished ? StageStatus::kSkipped : StageStatus::kPending;
+    s.tests.push_back(std::move(t));
+  }
+}
+
 std::string make_cursor(int64_t seq) {
   std::string cursor = "c";
   cursor += std::to_string(seq);

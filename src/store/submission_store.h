@@ -113,6 +113,15 @@ class SubmissionStore {
   virtual bool finish_with_stages(const std::string& id, Result result,
                                   const std::vector<StageWrite>& stages);
 
+  // Records finished test cases (TestWrite::index into request.tests). A test without a
+  // record reads PENDING, or SKIPPED once the submission is FINISHED; requeue forgets them.
+  // Ignored (returns false) once the submission is FINISHED.
+  struct TestWrite {
+    int index;
+    TestResult result;
+  };
+  virtual bool write_tests(const std::string& id, const std::vector<TestWrite>& tests) = 0;
+
   // Cancels: a QUEUED one never runs, a running one is marked FINISHED/CANCELLED at
   // once (its RUNNING stage becomes SIGNALED with SIGKILL, PENDING ones SKIPPED) and
   // listeners are told, so the executor kills its sandbox.

@@ -96,5 +96,44 @@ TEST(StoreCodec, OverlongVarintIsRefused) {
   EXPECT_THROW(decode_request(bytes), StoreError);
 }
 
+TEST(StoreCodec, RoundTripsTestsAndChecker) {
+  SubmissionRequest r;  // small, for the truncation loop below
+  r.files.push_back({"run.sh", "cat"});
+  testing_util::add_tests(r);
+  const std::string bytes = encode_request(r);
+  EXPECT_EQ(bytes[0], 2);  // version 2: has tests
+  EXPECT_TRUE(testing_util::same_request(decode_request(bytes), r));
+  for (size_t n = 0; n < bytes.size(); ++n)
+    EXPECT_THROW(decode_request(std::string_view(bytes).substr(0, n)), StoreError) << n;
+  SubmissionRequest with_big_files = binary_request();
+  testing_util::add_tests(with_big_files);
+  EXPECT_TRUE(testing_util::same_request(decode_request(encode_request(with_big_files)),
+                                         with_big_files));
+  EXPECT_EQ(encode_request(binary_request())[0], 1);  // no tests: readable by older servers
+}
+
+TEST(StoreCodec, RoundTripsATestResult) {
+  TestResult t;
+  t.name = "big";
+  t.verdict = Verdict::kRuntimeError;
+  t.checker_message = "m";
+  t.run.status = StageStatus::kSignaled;
+  t.run.signal = 11;
+  t.run.stdout_data = std::string("\0\xff", 2);
+  t.run.output = "x";
+  t.run.wall_time_us = 1;
+  t.run.cpu_time_us = int64_t{1} << 40;
+  t.run.memory_bytes = 3;
+  t.run.truncated = true;
+  const std::string bytes = encode_test_result(t);
+  EXPECT_EQ(decode_test_result(bytes), t);
+  t.run.signal.reset();
+  t.run.code = 0;
+  EXPECT_EQ(decode_test_result(encode_test_result(t)), t);
+  for (size_t n = 0; n < bytes.size(); ++n)
+    EXPECT_THROW(decode_test_result(std::string_view(bytes).substr(0, n)), StoreError) << n;
+  EXPECT_THROW(decode_test_result(bytes + "x"), StoreError);
+}
+
 }  // namespace
 }  // namespace cutor

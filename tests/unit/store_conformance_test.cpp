@@ -579,7 +579,7 @@ TEST_P(StoreConformance, CountsNameEveryStatusAndResult) {
   EXPECT_EQ(by_status[0].first, "QUEUED");
   EXPECT_EQ(by_status[5].first, "FINISHED");
   auto by_result = store_->count_by_result();
-  ASSERT_EQ(by_result.size(), 10u);
+  ASSERT_EQ(by_result.size(), static_cast<size_t>(kResultCount));
   for (const auto& [name, n] : by_result) EXPECT_EQ(n, 0) << name;
 
   Submission a = make_submission(), b = make_submission(), c = make_submission(),
@@ -598,7 +598,7 @@ TEST_P(StoreConformance, CountsNameEveryStatusAndResult) {
   EXPECT_EQ(st["RUNNING"], 0);
   std::map<std::string, int64_t> res;
   for (const auto& [name, n] : store_->count_by_result()) res[name] = n;
-  EXPECT_EQ(res.size(), 10u);
+  EXPECT_EQ(res.size(), static_cast<size_t>(kResultCount));
   EXPECT_EQ(res["RUNTIME_ERROR"], 1);
   EXPECT_EQ(res["CANCELLED"], 1);
   EXPECT_EQ(res["OK"], 0);
@@ -619,6 +619,98 @@ TEST_P(StoreConformance, DataSurvivesCloseAndReopen) {
   EXPECT_EQ(got->stage(Stage::kRun), run);
   EXPECT_TRUE(same_request(got->request, s.request));
   EXPECT_GT(store_->insert(make_submission(), 0), seq);  // seq keeps growing
+}
+
+TestResult make_test_result(const std::string& name, Verdict verdict) {
+  TestResult t;
+  t.name = name;
+  t.verdict = verdict;
+  t.run = make_stage(StageStatus::kOk, std::string("got\0\xfe", 5));
+  t.checker_message = "token 1: expected '1', got '2'";
+  return t;
+}
+
+// Tests read PENDING until written, in request order; a finish makes the rest SKIPPED.
+TEST_P(StoreConformance, TestResultsRoundTripAndPendingBecomesSkipped) {
+  Submission s = make_submission();
+  testing_util::add_tests(s.request);
+  store_->insert(s, 0);
+  auto got = store_->get(s.id);
+  ASSERT_TRUE(got);
+  EXPECT_TRUE(same_request(got->request, s.request));
+  ASSERT_EQ(got->tests.size(), 3u);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(got->tests[i].name, "t" + std::to_string(i));
+    EXPECT_EQ(got->tests[i].verdict, Verdict::kPending);
+    EXPECT_EQ(got->tests[i].run.status, StageStatus::kPending);
+  }
+  ASSERT_TRUE(store_->claim_next({}));
+  EXPECT_TRUE(store_->set_status(s.id, SubmissionStatus::kRunning));
+  TestResult second = make_test_result("t1", Verdict::kWrongAnswer);
+  TestResult first = make_test_result("t0", Verdict::kAccepted);
+  first.checker_message.clear();
+  EXPECT_TRUE(store_->write_tests(s.id, {{1, second}}));
+  EXPECT_TRUE(store_->write_tests(s.id, {{0, first}}));
+  got = store_->get(s.id);
+  ASSERT_EQ(got->tests.size(), 3u);
+  EXPECT_EQ(got->tests[0], first);
+  EXPECT_EQ(got->tests[1], second);
+  EXPECT_EQ(got->tests[2].verdict, Verdict::kPending);
+  // The listing shows the same.
+  SubmissionPage page = store_->list(std::nullopt, 10, std::nullopt);
+  ASSERT_EQ(page.submissions.size(), 1u);
+  EXPECT_EQ(page.submissions[0].tests[1], second);
+
+  EXPECT_TRUE(store_->finish(s.id, Result::kWrongAnswer));
+  got = store_->get(s.id);
+  EXPECT_EQ(got->result, Result::kWrongAnswer);
+  EXPECT_EQ(got->tests[1], second);
+  EXPECT_EQ(got->tests[2].name, "t2");
+  EXPECT_EQ(got->tests[2].verdict, Verdict::kSkipped);
+  EXPECT_EQ(got->tests[2].run.status, StageStatus::kSkipped);
+  // Nothing more is written once FINISHED.
+  EXPECT_FALSE(store_->write_tests(s.id, {{2, make_test_result("t2", Verdict::kAccepted)}}));
+  EXPECT_EQ(store_->get(s.id)->tests[2].verdict, Verdict::kSkipped);
+  reopen();
+  EXPECT_EQ(store_->get(s.id)->tests[1], second);
+}
+
+// A submission put back after a crash runs its tests again: none of their results stay.
+TEST_P(StoreConformance, RequeueForgetsTestResults) {
+  Submission s = make_submission();
+  testing_util::add_tests(s.request);
+  store_->insert(s, 0);
+  ASSERT_TRUE(store_->claim_next({}));
+  EXPECT_TRUE(store_->set_status(s.id, SubmissionStatus::kRunning));
+  EXPECT_TRUE(store_->write_tests(s.id, {{0, make_test_result("t0", Verdict::kAccepted)}}));
+  if (GetParam() == StoreKind::kSqlite) {
+    EXPECT_EQ(store_->requeue_unfinished(), 1);
+  } else {
+    // PostgreSQL re-queues by lease: a new store (another process) after the lease expired.
+    store_.reset();
+    // Its own lease thread may re-queue it first: wait for QUEUED either way.
+    store_ = open_postgres_store({.url = url_, .lease_timeout_ms = 100});
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (store_->get(s.id)->status != SubmissionStatus::kQueued &&
+           std::chrono::steady_clock::now() < deadline) {
+      store_->requeue_unfinished();
+      std::this_thread::sleep_for(5ms);
+    }
+  }
+  auto got = store_->get(s.id);
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->status, SubmissionStatus::kQueued);
+  EXPECT_EQ(got->tests[0].verdict, Verdict::kPending);
+}
+
+// A queued submission cancelled shows its tests SKIPPED.
+TEST_P(StoreConformance, CancelQueuedSkipsEveryTest) {
+  Submission s = make_submission();
+  testing_util::add_tests(s.request);
+  store_->insert(s, 0);
+  EXPECT_EQ(store_->cancel(s.id), CancelOutcome::kCancelled);
+  auto got = store_->get(s.id);
+  for (const TestResult& t : got->tests) EXPECT_EQ(t.verdict, Verdict::kSkipped);
 }
 
 }  // namespace

@@ -189,17 +189,41 @@ TEST_F(PostgresStoreTest, AServerRestartIsSurvivedAndMissedChangesCaughtUp) {
 }
 
 TEST_F(PostgresStoreTest, ASchemaNewerThanThisBuildIsRefused) {
-  { open_postgres_store({.url = url_}); }  // creates version 1
+  { open_postgres_store({.url = url_}); }  // creates version 2
   std::string db = url_.substr(url_.find("@/") + 2);
   db = db.substr(0, db.find('?'));
-  PgCluster::shared().psql("INSERT INTO cutor_schema (version) VALUES (2)", db);
+  PgCluster::shared().psql("INSERT INTO cutor_schema (version) VALUES (3)", db);
   try {
     open_postgres_store({.url = url_});
-    FAIL() << "opened a version 2 schema";
+    FAIL() << "opened a version 3 schema";
   } catch (const StoreError& e) {
-    EXPECT_NE(std::string(e.what()).find("schema version 2 is newer"), std::string::npos)
+    EXPECT_NE(std::string(e.what()).find("schema version 3 is newer"), std::string::npos)
         << e.what();
   }
+}
+
+// A version 1 schema (before test cases) is migrated in place, its rows kept.
+TEST_F(PostgresStoreTest, SchemaVersionOneIsMigrated) {
+  Submission old;
+  old.id = new_uuid();
+  old.request.files.push_back({"run.sh", "echo"});
+  { open_postgres_store({.url = url_})->insert(old, 0); }
+  std::string db = url_.substr(url_.find("@/") + 2);
+  db = db.substr(0, db.find('?'));
+  PgCluster::shared().psql("DROP TABLE test_results; UPDATE cutor_schema SET version = 1",
+                           db);
+  auto store = open_postgres_store({.url = url_});
+  EXPECT_TRUE(store->get(old.id));
+  Submission s;
+  s.id = new_uuid();
+  s.request.files.push_back({"run.sh", "cat"});
+  s.request.tests.push_back({.name = "a"});
+  store->insert(s, 0);
+  TestResult t;
+  t.name = "a";
+  t.verdict = Verdict::kAccepted;
+  EXPECT_TRUE(store->write_tests(s.id, {{0, t}}));
+  EXPECT_EQ(store->get(s.id)->tests.at(0), t);
 }
 
 TEST_F(PostgresStoreTest, AnUnreachableServerIsAStoreErrorWithoutThePassword) {

@@ -625,7 +625,7 @@ TEST_F(StoreTest, CountsNameEveryStatusAndResult) {
   EXPECT_EQ(by_status[0].first, "QUEUED");
   EXPECT_EQ(by_status[5].first, "FINISHED");
   auto by_result = store_->count_by_result();
-  ASSERT_EQ(by_result.size(), 10u);
+  ASSERT_EQ(by_result.size(), static_cast<size_t>(kResultCount));
   for (const auto& [name, n] : by_result) EXPECT_EQ(n, 0) << name;
 
   Submission a = make_submission(), b = make_submission(), c = make_submission(),
@@ -644,7 +644,7 @@ TEST_F(StoreTest, CountsNameEveryStatusAndResult) {
   EXPECT_EQ(st["RUNNING"], 0);
   std::map<std::string, int64_t> res;
   for (const auto& [name, n] : store_->count_by_result()) res[name] = n;
-  EXPECT_EQ(res.size(), 10u);
+  EXPECT_EQ(res.size(), static_cast<size_t>(kResultCount));
   EXPECT_EQ(res["RUNTIME_ERROR"], 1);
   EXPECT_EQ(res["CANCELLED"], 1);
   EXPECT_EQ(res["OK"], 0);
@@ -724,6 +724,31 @@ TEST(StoreOpen, UnknownSchemaVersionIsRefused) {
     EXPECT_NE(std::string(e.what()).find(dir.file("db")), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("99"), std::string::npos) << e.what();
   }
+}
+
+// A version 1 database (before test cases) is migrated in place, its rows kept.
+TEST(StoreOpen, SchemaVersionOneIsMigrated) {
+  TempDir dir;
+  Submission old;
+  old.id = new_uuid();
+  old.request.files.push_back({"run.sh", "echo"});
+  {
+    auto store = open_sqlite_store({.path = dir.file("db")});
+    store->insert(old, 0);
+  }
+  raw_exec(dir.file("db"), "DROP TABLE test_results; PRAGMA user_version = 1");
+  auto store = open_sqlite_store({.path = dir.file("db")});
+  EXPECT_TRUE(store->get(old.id));
+  Submission s;
+  s.id = new_uuid();
+  s.request.files.push_back({"run.sh", "cat"});
+  s.request.tests.push_back({.name = "a"});
+  store->insert(s, 0);
+  TestResult t;
+  t.name = "a";
+  t.verdict = Verdict::kAccepted;
+  EXPECT_TRUE(store->write_tests(s.id, {{0, t}}));
+  EXPECT_EQ(store->get(s.id)->tests.at(0), t);
 }
 
 TEST(StoreOpen, CorruptRowsGiveStoreErrors) {
