@@ -600,7 +600,8 @@ asio::awaitable<Response> HttpServer::Impl::post_submission(const Request& req, 
                              "Content-Type must be application/json");
   const auto body = expand_runtime_fields(req.body(), [this] { return load_catalogue(store); });
   if (!body) co_return error_response(body.error());
-  auto parsed = parse_submission_request(*body, config.limits, {.max_files = config.max_files});
+  auto parsed = parse_submission_request(
+      *body, config.limits, {.max_files = config.max_files, .max_tests = config.max_tests});
   if (!parsed) co_return error_response(parsed.error());
 
   Submission s;
@@ -726,6 +727,7 @@ Response HttpServer::Impl::info() {
   body["limits"] = std::move(limits);
   body["max_body_bytes"] = config.max_body_bytes;
   body["max_files"] = config.max_files;
+  body["max_tests"] = config.max_tests;
   body["max_wait_ms"] = config.max_wait_ms;
   body["max_queue"] = config.max_queue;
   body["auth"] = !config.auth_tokens.empty();

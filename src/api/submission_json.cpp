@@ -11,6 +11,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "api/test_cases_json.h"
 #include "api/text_encoding.h"
 
 namespace cutor {
@@ -69,13 +70,17 @@ class RequestParser {
 
   std::optional<ApiError> parse(const json::object& top) {
     if (auto e =
-            refuse_unknown_keys(top, {"files", "stdin", "inputs", "args", "env", "limits"}, ""))
+            refuse_unknown_keys(top,
+                                {"files", "stdin", "inputs", "args", "env", "limits", "tests",
+                                 "checker", "stop_on_first_failure"},
+                                ""))
       return e;
     if (auto e = parse_files(top)) return e;
     if (auto e = parse_stdin(top)) return e;
     if (auto e = parse_args(top)) return e;
     if (auto e = parse_env(top)) return e;
     if (auto e = parse_limits(top)) return e;
+    if (auto e = parse_test_cases(top, table_, api_limits_, request_)) return e;
     return std::nullopt;
   }
 
@@ -461,6 +466,7 @@ json::object submission_to_json(const Submission& s, bool base64_output) {
   o["finished_at"] = s.status == SubmissionStatus::kFinished ? optional_time(s.finished_at_ms)
                                                              : json::value(nullptr);
   for (Stage st : kAllStages) o[stage_name(st)] = stage_to_json(s.stage(st), base64_output);
+  if (!s.request.tests.empty()) o["tests"] = tests_to_json(s, base64_output);
   return o;
 }
 

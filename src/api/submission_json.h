@@ -34,6 +34,7 @@ boost::json::object api_error_to_json(const ApiError& e);
 // Request bounds that are not per-stage limits.
 struct ApiLimits {
   int64_t max_files = 1000;
+  int64_t max_tests = 1000;  // test cases in one submission
 };
 
 // Parses and validates a POST /api/v1/submissions body. On success every file's content

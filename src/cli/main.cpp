@@ -42,6 +42,7 @@ struct ServeOptions {
   int64_t cache_budget = 0;
   int max_builds = 0;
   int64_t max_wait_ms = 60'000;
+  int64_t max_tests = 1000;
   int http_threads = 2;
   std::string log_format = "text";
   std::string log_level = "info";
@@ -125,6 +126,7 @@ int serve(const ServeOptions& o) {
   if (!o.auth_token_file.empty()) config.auth_tokens = read_tokens(o.auth_token_file);
   config.max_queue = o.max_queue;
   config.max_wait_ms = o.max_wait_ms;
+  config.max_tests = o.max_tests;
   config.http_threads = o.http_threads;
 
   // Before anything touches the directory: a second server would re-queue this one's
@@ -273,6 +275,8 @@ int main(int argc, char** argv) {
                    "Nix builds at once; more distinct cutor.nix wait (default: one per build "
                    "user)")
       ->check(CLI::Range(1, 1024));
+  serve_cmd->add_option("--max-tests", so.max_tests, "Test cases allowed in one submission")
+      ->check(CLI::Range(int64_t{1}, int64_t{100'000}));
   serve_cmd->add_option("--max-wait-ms", so.max_wait_ms, "Bound of ?wait=true")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{3'600'000}));

@@ -15,6 +15,8 @@
 #include <sstream>
 #include <thread>
 
+#include "executor/test_cases.h"
+
 namespace cutor {
 namespace {
 
@@ -109,6 +111,7 @@ struct Executor::State {
   EnvironmentCache* environments;
   ExecutorOptions options;
   StageHistograms histograms;
+  std::atomic<int64_t> test_runs{0};  // boxes run for test cases and their checkers
 
   std::stop_source claiming_off;  // workers stop claiming new submissions
   std::stop_source shutdown;      // running submissions are interrupted, left unfinished
@@ -236,6 +239,29 @@ struct Executor::State {
     spec.stdin_data = std::move(stdin_data);
     spec.limits = s.request.limits_for(stage);
     return sandbox.run(spec, cancel);
+  }
+
+  // Test cases run in boxes like the run stage's, each on a workspace of its own.
+  TestCaseHost test_case_host(const Submission& s, const PreparedEnvironment* env,
+                              std::stop_token cancel) {
+    TestCaseHost host;
+    host.make_workspace = [this](const std::string& name) {
+      return sandbox.make_workspace(options.work_dir, name);
+    };
+    host.run = [this, &s, env, cancel](std::vector<std::string> argv, std::string stdin_data,
+                                       const Workspace& ws, const SandboxLimits& limits) {
+      SandboxSpec spec;
+      spec.argv = std::move(argv);
+      spec.env = stage_env(s, env);
+      spec.workspace = &ws;
+      if (env)
+        for (const auto& p : env->read_only_paths) spec.read_only.push_back({p, p});
+      spec.stdin_data = std::move(stdin_data);
+      spec.limits = limits;
+      test_runs.fetch_add(1, std::memory_order_relaxed);
+      return sandbox.run(spec, cancel);
+    };
+    return host;
   }
 
   // How run_stages() ended: the result and the stage results to record with it.
@@ -426,6 +452,13 @@ struct Executor::State {
     current = Stage::kRun;
     before_run.push_back({Stage::kRun, with_status(StageStatus::kRunning)});
     if (!advance(s, SubmissionStatus::kRunning, before_run)) return already_finished();
+    if (!req.tests.empty()) {
+      TestCasesOutcome tests =
+          run_test_cases(s, *ws, store, test_case_host(s, penv, cancel), cancel);
+      if (abandoned()) return std::nullopt;
+      const Result result = tests.cancelled || cancelled() ? Result::kCancelled : tests.result;
+      return Outcome{result, {{Stage::kRun, std::move(tests.run)}}, std::move(ws)};
+    }
     std::vector<std::string> argv = {"sh", "run.sh"};
     argv.insert(argv.end(), req.args.begin(), req.args.end());
     StageResult r = run_script(s, Stage::kRun, std::move(argv), req.stdin_data, *ws, penv, cancel);
@@ -513,7 +546,10 @@ std::string Executor::metrics_text() const {
   state_->histograms.write(out);
   out << "# HELP cutor_running_submissions Submissions being executed now.\n"
       << "# TYPE cutor_running_submissions gauge\n"
-      << "cutor_running_submissions " << running_count() << "\n";
+      << "cutor_running_submissions " << running_count() << "\n"
+      << "# HELP cutor_test_case_runs_total Boxes run for test cases and script checkers.\n"
+      << "# TYPE cutor_test_case_runs_total counter\n"
+      << "cutor_test_case_runs_total " << state_->test_runs.load() << "\n";
   return out.str();
 }
 

@@ -96,7 +96,7 @@ CheckResult check_lines(std::string_view expected, std::string_view actual) {
 }
 
 CheckResult check_tokens(const CheckerSpec& spec, std::string_view expected,
-                        std::string_view actual) {
+                         std::string_view actual) {
   const auto want = split_tokens(expected);
   const auto got = split_tokens(actual);
   for (size_t i = 0; i < want.size() && i < got.size(); ++i) {
@@ -119,7 +119,8 @@ CheckResult check_tokens(const CheckerSpec& spec, std::string_view expected,
 
 }  // namespace
 
-CheckResult check_output(const CheckerSpec& spec, std::string_view expected, std::string_view actual) {
+CheckResult check_output(const CheckerSpec& spec, std::string_view expected,
+                         std::string_view actual) {
   switch (spec.type) {
     case CheckerType::kExact:
       return check_exact(expected, actual);
@@ -131,8 +132,8 @@ CheckResult check_output(const CheckerSpec& spec, std::string_view expected, std
     case CheckerType::kScript:
       break;  // runs in a sandbox: the executor's
   }
-  return {false, "checker type " + std::string(checker_type_name(spec.type)) +
-                     " is not a comparison"};
+  return {false,
+          "checker type " + std::string(checker_type_name(spec.type)) + " is not a comparison"};
 }
 
 Verdict verdict_of_run(const StageResult& run) {

@@ -50,9 +50,16 @@ constexpr std::array<std::string_view, 13> kResultNames = {"OK",
                                                            "CHECKER_ERROR"};
 constexpr std::array<std::string_view, 5> kCheckerTypeNames = {"exact", "lines", "tokens", "float",
                                                                "script"};
-constexpr std::array<std::string_view, 10> kVerdictNames = {
-    "PENDING",       "ACCEPTED",      "WRONG_ANSWER", "TIME_LIMIT_EXCEEDED", "MEMORY_LIMIT_EXCEEDED",
-    "OUTPUT_LIMIT_EXCEEDED", "RUNTIME_ERROR", "CHECKER_ERROR", "SKIPPED", "INTERNAL_ERROR"};
+constexpr std::array<std::string_view, 10> kVerdictNames = {"PENDING",
+                                                            "ACCEPTED",
+                                                            "WRONG_ANSWER",
+                                                            "TIME_LIMIT_EXCEEDED",
+                                                            "MEMORY_LIMIT_EXCEEDED",
+                                                            "OUTPUT_LIMIT_EXCEEDED",
+                                                            "RUNTIME_ERROR",
+                                                            "CHECKER_ERROR",
+                                                            "SKIPPED",
+                                                            "INTERNAL_ERROR"};
 
 }  // namespace
 

@@ -68,6 +68,7 @@ class PooledWorkspace : public sandbox::HostWorkspace {
                   bool executable) override {
     inner_->write_file(relative_path, content, executable);
   }
+  void copy_from(const Workspace& source) override { inner_->copy_from(source); }
   uid_t owner_uid() const override { return inner_->owner_uid(); }
   gid_t owner_gid() const override { return inner_->owner_gid(); }
 

@@ -35,6 +35,11 @@ class Workspace {
   // (openat + O_NOFOLLOW + O_EXCL). Throws std::system_error naming the path on failure.
   virtual void write_file(std::string_view relative_path, std::string_view content,
                           bool executable) = 0;
+  // Copies everything in `source` (another workspace, e.g. a compiled one) into this empty
+  // one as this workspace's owner: directories, regular files (permission bits without
+  // set-id) and symlinks (as links, never followed); FIFOs, sockets, devices and other
+  // filesystems mounted inside are left out. Throws std::system_error naming the path.
+  virtual void copy_from(const Workspace& source) = 0;
 };
 
 struct BindMount {

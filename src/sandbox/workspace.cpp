@@ -85,6 +85,11 @@ class HostWorkspaceImpl : public HostWorkspace {
   uid_t owner_uid() const override { return options_.owner_uid; }
   gid_t owner_gid() const override { return options_.owner_gid; }
 
+  void copy_from(const Workspace& source) override {
+    copy_directory_tree(source.dirfd(), dir_fd_.get(), options_.owner_uid, options_.owner_gid,
+                        "workspace " + path_ + ": copy from " + source.path());
+  }
+
   void write_file(std::string_view relative_path, std::string_view content,
                   bool executable) override {
     const std::string context = "workspace " + path_ + ": write_file " + std::string(relative_path);

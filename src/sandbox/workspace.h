@@ -57,6 +57,12 @@ int remove_stale_workspaces(const std::string& parent_dir);
 // any depth with a bounded number of open fds. Returns false if something was left behind.
 bool remove_directory_contents(int dir_fd);
 
+// Copies the tree of directory `from_fd` (any fd of it) into the empty directory `to_fd`
+// as Workspace::copy_from says, giving what it creates to `uid`/`gid` (-1: keep). At most
+// kMaxCopyDepth levels deep. Throws std::system_error naming `context` and the entry.
+inline constexpr int kMaxCopyDepth = 128;
+void copy_directory_tree(int from_fd, int to_fd, uid_t uid, gid_t gid, const std::string& context);
+
 // Checks `relative_path` like a submission file name: relative, no empty, "." or ".."
 // component, no NUL or backslash, components at most 255 bytes, at most 4095 in all.
 // Returns an empty string when valid, otherwise why not.

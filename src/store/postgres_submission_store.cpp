@@ -114,7 +114,8 @@ std::vector<Submission> read_rows(const pg::Result& r) {
       s.seq = seq;
       s.id = r.bytes(row, 1);
       s.status = enum_from_db<SubmissionStatus>(r.int64(row, 2), 5, "status");
-      if (!r.is_null(row, 3)) s.result = enum_from_db<Result>(r.int64(row, 3), kResultCount - 1, "result");
+      if (!r.is_null(row, 3))
+        s.result = enum_from_db<Result>(r.int64(row, 3), kResultCount - 1, "result");
       s.created_at_ms = r.int64(row, 4);
       s.finished_at_ms = r.opt_int64(row, 5);
       try {
@@ -517,8 +518,7 @@ CancelOutcome PostgresSubmissionStore::cancel(const std::string& id) {
     if (status == SubmissionStatus::kQueued) {
       // Never ran (even if claimed): nothing it may have written is shown.
       c->exec("delete stages", "DELETE FROM stages WHERE seq = $1", Params().add(seq));
-      c->exec("delete test results", "DELETE FROM test_results WHERE seq = $1",
-              Params().add(seq));
+      c->exec("delete test results", "DELETE FROM test_results WHERE seq = $1", Params().add(seq));
     } else {
       // The sandbox is about to be killed: its stage ends SIGKILLed with its output so far.
       c->exec("signal running stage",
@@ -570,8 +570,8 @@ std::vector<std::pair<std::string, int64_t>> PostgresSubmissionStore::count_by_r
                          "SELECT result, count(*)::bigint FROM submissions"
                          " WHERE result IS NOT NULL GROUP BY result");
   for (int i = 0; i < r.rows(); ++i)
-    counts[static_cast<int>(enum_from_db<Result>(r.int64(i, 0), kResultCount - 1, "result"))].second =
-        r.int64(i, 1);
+    counts[static_cast<int>(enum_from_db<Result>(r.int64(i, 0), kResultCount - 1, "result"))]
+        .second = r.int64(i, 1);
   return counts;
 }
 

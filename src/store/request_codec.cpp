@@ -231,7 +231,8 @@ TestResult decode_test_result(std::string_view bytes) {
   r.stderr_data = in.string("stderr");
   r.output = in.string("output");
   if (uint64_t code = in.varint("code")) r.code = static_cast<int>(static_cast<uint32_t>(code - 1));
-  if (uint64_t sig = in.varint("signal")) r.signal = static_cast<int>(static_cast<uint32_t>(sig - 1));
+  if (uint64_t sig = in.varint("signal"))
+    r.signal = static_cast<int>(static_cast<uint32_t>(sig - 1));
   r.wall_time_us = static_cast<int64_t>(in.varint("wall time"));
   r.cpu_time_us = static_cast<int64_t>(in.varint("cpu time"));
   r.memory_bytes = static_cast<int64_t>(in.varint("memory"));

@@ -18,6 +18,7 @@ class FakeWorkspace : public Workspace {
   const std::string& path() const override { return path_; }
   int dirfd() const override { return -1; }
   void write_file(std::string_view, std::string_view, bool) override {}
+  void copy_from(const Workspace&) override {}
 
  private:
   std::string path_ = "/nonexistent";

@@ -369,6 +369,7 @@ class MissingWorkspace : public Workspace {
   const std::string& path() const override { return path_; }
   int dirfd() const override { return -1; }
   void write_file(std::string_view, std::string_view, bool) override {}
+  void copy_from(const Workspace&) override {}
 
  private:
   std::string path_ = "/nonexistent/cutor-workspace";

@@ -153,5 +153,56 @@ TEST_F(WorkspaceTest, TmpfsWorkspaceIsSizeLimitedOwnedAndUnmounted) {
   EXPECT_EQ(read_file("/proc/self/mounts").find(path), std::string::npos);
 }
 
+// A compiled workspace is copied for each test: what the program left there is copied as
+// data, never followed, and nothing outside the tree is read or written.
+TEST_F(WorkspaceTest, CopyFromCopiesTheTreeWithoutFollowingAnything) {
+  auto from = create_workspace(root_, "from", {});
+  from->write_file("prog", std::string("\x7f" "ELF\0\xff", 6), true);
+  from->write_file("dir/sub/data.txt", "data", false);
+  const std::string f = from->path();
+  ASSERT_EQ(::chmod((f + "/dir/sub/data.txt").c_str(), 04755), 0);  // set-uid: dropped
+  ASSERT_EQ(::symlink((root_ + "/outside/canary").c_str(), (f + "/link").c_str()), 0);
+  ASSERT_EQ(::mkfifo((f + "/fifo").c_str(), 0644), 0);
+  ASSERT_EQ(::mkdir((f + "/mnt").c_str(), 0755), 0);
+  ASSERT_EQ(::mount("cutor-copy-test", (f + "/mnt").c_str(), "tmpfs", 0, "size=64k"), 0);
+  std::ofstream(f + "/mnt/other") << "another filesystem";
+
+  auto to = create_workspace(root_, "to", {.owner_uid = 12345, .owner_gid = 12346});
+  to->copy_from(*from);
+  ASSERT_EQ(::umount2((f + "/mnt").c_str(), MNT_DETACH), 0);
+  const std::string t = to->path();
+  EXPECT_EQ(read_file(t + "/prog"), std::string("\x7f" "ELF\0\xff", 6));
+  EXPECT_EQ(read_file(t + "/dir/sub/data.txt"), "data");
+  struct stat st;
+  ASSERT_EQ(::stat((t + "/prog").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0755u);
+  EXPECT_EQ(st.st_uid, 12345u);
+  EXPECT_EQ(st.st_gid, 12346u);
+  ASSERT_EQ(::stat((t + "/dir/sub/data.txt").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0755u);
+  ASSERT_EQ(::lstat((t + "/link").c_str(), &st), 0);
+  EXPECT_TRUE(S_ISLNK(st.st_mode));  // a link, still pointing where it did
+  EXPECT_EQ(st.st_uid, 12345u);
+  EXPECT_EQ(fs::read_symlink(t + "/link"), root_ + "/outside/canary");
+  EXPECT_FALSE(fs::exists(fs::symlink_status(t + "/fifo")));  // not copied
+  EXPECT_FALSE(fs::exists(t + "/mnt"));  // another filesystem: left out, mount point and all
+  EXPECT_EQ(read_file(root_ + "/outside/canary"), "alive");
+}
+
+TEST_F(WorkspaceTest, CopyFromRefusesATreeTooDeep) {
+  auto from = create_workspace(root_, "from", {});
+  std::string deep;
+  for (int i = 0; i <= kMaxCopyDepth + 1; ++i) deep += "d/";
+  from->write_file(deep + "f", "x", false);
+  auto to = create_workspace(root_, "to", {});
+  try {
+    to->copy_from(*from);
+    FAIL() << "copied a tree deeper than kMaxCopyDepth";
+  } catch (const std::system_error& e) {
+    EXPECT_EQ(e.code().value(), ELOOP);
+    EXPECT_NE(std::string(e.what()).find("nested deeper"), std::string::npos) << e.what();
+  }
+}
+
 }  // namespace
 }  // namespace cutor::sandbox
