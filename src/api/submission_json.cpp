@@ -72,7 +72,7 @@ class RequestParser {
     if (auto e =
             refuse_unknown_keys(top,
                                 {"files", "stdin", "inputs", "args", "env", "limits", "tests",
-                                 "checker", "stop_on_first_failure"},
+                                 "checker", "stop_on_first_failure", "interactor"},
                                 ""))
       return e;
     if (auto e = parse_files(top)) return e;

@@ -122,6 +122,30 @@ std::optional<ApiError> parse_tolerance(const json::object& o, std::string_view 
   return std::nullopt;
 }
 
+// A submission file that runs as a script of its own (a checker or an interactor).
+std::optional<ApiError> check_script_file(const json::value* file, const std::string& field,
+                                          const SubmissionRequest& request) {
+  if (file == nullptr) return invalid(field, "is required");
+  if (!file->is_string()) return invalid(field, "must be a string");
+  const std::string_view name = file->get_string();
+  if (request.find_file(name) == nullptr)
+    return invalid(field, fmt::format("names no file of the submission ('{}')",
+                                      sanitize_utf8(name.substr(0, 64))));
+  if (name == "run.sh" || name == "compile.sh")
+    return invalid(field, "must not be run.sh or compile.sh");
+  return std::nullopt;
+}
+
+std::optional<ApiError> parse_interactor(const json::value& v, SubmissionRequest& request) {
+  if (!v.is_object()) return invalid("interactor", "must be an object");
+  const json::object& o = v.get_object();
+  if (auto e = refuse_unknown(o, {"file"}, "interactor.")) return e;
+  const json::value* file = o.if_contains("file");
+  if (auto e = check_script_file(file, "interactor.file", request)) return e;
+  request.interactor_file = std::string(file->get_string());
+  return std::nullopt;
+}
+
 std::optional<ApiError> parse_checker(const json::value& v, const SubmissionRequest& request,
                                       CheckerSpec& checker) {
   if (!v.is_object()) return invalid("checker", "must be an object");
@@ -146,14 +170,8 @@ std::optional<ApiError> parse_checker(const json::value& v, const SubmissionRequ
     return std::nullopt;
   }
   if (file == nullptr) return invalid("checker.file", "is required for the script checker");
-  if (!file->is_string()) return invalid("checker.file", "must be a string");
-  const std::string_view name = file->get_string();
-  if (request.find_file(name) == nullptr)
-    return invalid("checker.file", fmt::format("names no file of the submission ('{}')",
-                                               sanitize_utf8(name.substr(0, 64))));
-  if (name == "run.sh" || name == "compile.sh")
-    return invalid("checker.file", "must not be run.sh or compile.sh");
-  checker.file = std::string(name);
+  if (auto e = check_script_file(file, "checker.file", request)) return e;
+  checker.file = std::string(file->get_string());
   return std::nullopt;
 }
 
@@ -163,7 +181,7 @@ std::optional<ApiError> parse_test_cases(const json::object& top, const LimitTab
                                          const ApiLimits& api_limits, SubmissionRequest& request) {
   const json::value* tests = top.if_contains("tests");
   if (tests == nullptr) {
-    for (auto key : {"checker", "stop_on_first_failure"})
+    for (auto key : {"checker", "stop_on_first_failure", "interactor"})
       if (top.contains(key)) return invalid(key, "applies only to a submission with tests");
     return std::nullopt;
   }
@@ -190,6 +208,11 @@ std::optional<ApiError> parse_test_cases(const json::object& top, const LimitTab
   }
   if (const json::value* checker = top.if_contains("checker"))
     if (auto e = parse_checker(*checker, request, request.checker)) return e;
+  if (const json::value* interactor = top.if_contains("interactor")) {
+    if (top.contains("checker"))
+      return invalid("checker", "cannot be given with an interactor: its exit code decides");
+    if (auto e = parse_interactor(*interactor, request)) return e;
+  }
   if (const json::value* stop = top.if_contains("stop_on_first_failure")) {
     if (!stop->is_bool()) return invalid("stop_on_first_failure", "must be a boolean");
     request.stop_on_first_failure = stop->get_bool();

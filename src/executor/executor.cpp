@@ -248,16 +248,10 @@ struct Executor::State {
     host.make_workspace = [this](const std::string& name) {
       return sandbox.make_workspace(options.work_dir, name);
     };
-    host.run = [this, &s, env, cancel](std::vector<std::string> argv, std::string stdin_data,
-                                       const Workspace& ws, const SandboxLimits& limits) {
-      SandboxSpec spec;
-      spec.argv = std::move(argv);
+    host.run = [this, &s, env, cancel](SandboxSpec spec) {
       spec.env = stage_env(s, env);
-      spec.workspace = &ws;
       if (env)
         for (const auto& p : env->read_only_paths) spec.read_only.push_back({p, p});
-      spec.stdin_data = std::move(stdin_data);
-      spec.limits = limits;
       test_runs.fetch_add(1, std::memory_order_relaxed);
       return sandbox.run(spec, cancel);
     };

@@ -1,6 +1,12 @@
 #include "executor/test_cases.h"
 
+#include <fcntl.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <mutex>
+#include <system_error>
+#include <thread>
 
 #include "judge/checkers.h"
 
@@ -56,9 +62,17 @@ class TestRunner {
       t.verdict = Verdict::kInternalError;
       return t;
     }
-    std::vector<std::string> argv = {"sh", "run.sh"};
-    argv.insert(argv.end(), test.args.begin(), test.args.end());
-    t.run = host_.run(std::move(argv), test.stdin_data, *ws, test.limits);
+    SandboxSpec spec;
+    spec.argv = {"sh", "run.sh"};
+    spec.argv.insert(spec.argv.end(), test.args.begin(), test.args.end());
+    spec.workspace = ws.get();
+    spec.limits = test.limits;
+    if (!s_.request.interactor_file.empty()) {
+      run_interactive(index, std::move(spec), t);
+      return t;
+    }
+    spec.stdin_data = test.stdin_data;
+    t.run = host_.run(std::move(spec));
     t.verdict = judge::verdict_of_run(t.run);
     if (t.verdict != Verdict::kAccepted || !test.expected_output) return t;
     if (s_.request.checker.type == CheckerType::kScript) {
@@ -90,9 +104,11 @@ class TestRunner {
       t.checker_message = std::string("cannot prepare the checker: ") + e.what();
       return;
     }
-    StageResult c =
-        host_.run({"sh", s_.request.checker.file, kCheckerInput, kCheckerExpected, kCheckerActual},
-                  "", *ws, s_.request.limits_for(Stage::kRun));
+    SandboxSpec spec;
+    spec.argv = {"sh", s_.request.checker.file, kCheckerInput, kCheckerExpected, kCheckerActual};
+    spec.workspace = ws.get();
+    spec.limits = s_.request.limits_for(Stage::kRun);
+    StageResult c = host_.run(std::move(spec));
     if (c.status == StageStatus::kOk || (c.status == StageStatus::kNonzeroExit && c.code == 1)) {
       t.verdict = c.status == StageStatus::kOk ? Verdict::kAccepted : Verdict::kWrongAnswer;
       t.checker_message = clip(std::move(c.stdout_data));
@@ -102,6 +118,92 @@ class TestRunner {
     t.checker_message = clip("checker " + s_.request.checker.file + " ended " + describe_end(c) +
                              (c.output.empty() ? "" : ": " + c.output));
   }
+
+  // run.sh and the interactor at once, each one's stdout the other's stdin. The interactor
+  // runs in its own box on a copy of the compiled workspace with the test's input and
+  // expected output as files ($1, $2), under the submission's run limits. A program that
+  // broke a limit gets that verdict; otherwise the interactor's exit code decides (0: the
+  // program's own verdict, 1: WRONG_ANSWER, else CHECKER_ERROR). Its stderr is the message.
+  void run_interactive(size_t index, SandboxSpec program, TestResult& t) {
+    const TestCase& test = s_.request.tests[index];
+    std::unique_ptr<Workspace> ws;
+    InteractionPipes pipes;
+    try {
+      ws = host_.make_workspace(s_.id + "-interactor-" + std::to_string(index));
+      ws->copy_from(compiled_);
+      ws->write_file(kCheckerInput, test.stdin_data, false);
+      ws->write_file(kCheckerExpected, test.expected_output.value_or(""), false);
+      pipes.open();
+    } catch (const std::exception& e) {
+      t.run = internal_error(std::string("cannot prepare the interactor: ") + e.what());
+      t.verdict = Verdict::kInternalError;
+      return;
+    }
+    program.stdin_fd = pipes.to_program[0];
+    program.stdout_fd = pipes.to_interactor[1];
+    program.on_started = [&pipes] { pipes.close_program_ends(); };
+    SandboxSpec interactor;
+    interactor.argv = {"sh", s_.request.interactor_file, kCheckerInput, kCheckerExpected};
+    interactor.workspace = ws.get();
+    interactor.limits = s_.request.limits_for(Stage::kRun);
+    interactor.stdin_fd = pipes.to_interactor[0];
+    interactor.stdout_fd = pipes.to_program[1];
+    interactor.on_started = [&pipes] { pipes.close_interactor_ends(); };
+    StageResult judged;
+    {
+      std::jthread other([&] {
+        judged = host_.run(std::move(interactor));
+        pipes.close_interactor_ends();  // it never started: the program must see EOF
+      });
+      t.run = host_.run(std::move(program));
+      pipes.close_program_ends();
+    }
+    t.verdict = judge::verdict_of_run(t.run);
+    t.checker_message = clip(judged.stderr_data);
+    if (t.verdict == Verdict::kTimeLimitExceeded || t.verdict == Verdict::kMemoryLimitExceeded ||
+        t.verdict == Verdict::kOutputLimitExceeded || t.verdict == Verdict::kInternalError)
+      return;
+    if (judged.status == StageStatus::kOk) return;  // the program's own verdict
+    if (judged.status == StageStatus::kNonzeroExit && judged.code == 1) {
+      t.verdict = Verdict::kWrongAnswer;
+      return;
+    }
+    t.verdict = Verdict::kCheckerError;
+    t.checker_message =
+        clip("interactor " + s_.request.interactor_file + " ended " + describe_end(judged) +
+             (judged.output.empty() ? "" : ": " + judged.output));
+  }
+
+  // The two pipes between a program and its interactor. Each side's ends are closed here
+  // once its box holds them (under a mutex: the two runs are on two threads), so either
+  // side's exit is EOF for the other.
+  struct InteractionPipes {
+    int to_program[2] = {-1, -1};
+    int to_interactor[2] = {-1, -1};
+    std::mutex mu;
+    void open() {
+      if (::pipe2(to_program, O_CLOEXEC) != 0 || ::pipe2(to_interactor, O_CLOEXEC) != 0)
+        throw std::system_error(errno, std::generic_category(), "pipe2 for the interactor");
+    }
+    static void close_fd(int& fd) {
+      if (fd >= 0) ::close(fd);
+      fd = -1;
+    }
+    void close_program_ends() {
+      std::lock_guard lock(mu);
+      close_fd(to_program[0]);
+      close_fd(to_interactor[1]);
+    }
+    void close_interactor_ends() {
+      std::lock_guard lock(mu);
+      close_fd(to_interactor[0]);
+      close_fd(to_program[1]);
+    }
+    ~InteractionPipes() {
+      close_program_ends();
+      close_interactor_ends();
+    }
+  };
 
   const Submission& s_;
   const Workspace& compiled_;

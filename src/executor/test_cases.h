@@ -18,10 +18,9 @@ namespace cutor {
 struct TestCaseHost {
   // A fresh, empty workspace named `name` (one path component); throws on failure.
   std::function<std::unique_ptr<Workspace>(const std::string& name)> make_workspace;
-  // Runs argv in a fresh box on `ws` (the submission's environment and variables).
-  std::function<StageResult(std::vector<std::string> argv, std::string stdin_data,
-                            const Workspace& ws, const SandboxLimits& limits)>
-      run;
+  // Runs `spec` (argv, stdin, workspace, limits and stdio fds filled in by the caller) in a
+  // fresh box with the submission's environment and variables.
+  std::function<StageResult(SandboxSpec spec)> run;
 };
 
 struct TestCasesOutcome {

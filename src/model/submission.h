@@ -81,6 +81,8 @@ struct SubmissionRequest {
   std::vector<TestCase> tests;
   CheckerSpec checker;
   bool stop_on_first_failure = false;
+  // Interactive tests: this submission file talks to run.sh through pipes; empty: none.
+  std::string interactor_file;
 
   const SandboxLimits& limits_for(Stage s) const { return limits[static_cast<int>(s)]; }
   // The file named `name` at the root, or nullptr.

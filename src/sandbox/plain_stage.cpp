@@ -315,13 +315,14 @@ StageChild start_plain_stage(const PlainPlan& plan, UniqueFd& control) {
   pid_t pid = ::fork();
   if (pid < 0) throw_errno(errno, "fork of the stage reaper");
   if (pid == 0) {
-    reaper_main(prepared, in.read.get(), out.write.get(), err.write.get(), status.write.get(),
-                ctl.read.get());
+    reaper_main(prepared, plan.stdin_fd >= 0 ? plan.stdin_fd : in.read.get(),
+                plan.stdout_fd >= 0 ? plan.stdout_fd : out.write.get(), err.write.get(),
+                status.write.get(), ctl.read.get());
   }
   child.pid = pid;
   control = std::move(ctl.write);
-  child.stdin_pipe = std::move(in.write);
-  child.stdout_pipe = std::move(out.read);
+  if (plan.stdin_fd < 0) child.stdin_pipe = std::move(in.write);
+  if (plan.stdout_fd < 0) child.stdout_pipe = std::move(out.read);
   child.stderr_pipe = std::move(err.read);
   child.status_pipe = std::move(status.read);
   // The child's ends close here (Pipe destructors), so EOF means the stage let go.

@@ -23,6 +23,8 @@ struct PlainPlan {
   std::vector<std::string> env;  // "KEY=value", the whole environment
   std::string workdir;           // absolute host path
   SandboxLimits limits;
+  int stdin_fd = -1;  // >= 0: the program's stdin / stdout instead of a pipe of the stage
+  int stdout_fd = -1;
 };
 
 // One fixed-size record on the status pipe. The program's child writes one with

@@ -321,8 +321,11 @@ class SandboxImpl : public Sandbox {
     plan.env = spec.env;
     plan.workdir = spec.workspace->path();
     plan.limits = spec.limits;
+    plan.stdin_fd = spec.stdin_fd;
+    plan.stdout_fd = spec.stdout_fd;
     UniqueFd control;
     StageChild child = sandbox::start_plain_stage(plan, control);
+    if (spec.on_started) spec.on_started();
     PlainControl stage_control(child.pid, std::move(control));
     SupervisedRun run =
         sandbox::supervise(child, stage_control, spec.limits, spec.stdin_data, std::move(cancel));
@@ -405,8 +408,8 @@ class SandboxImpl : public Sandbox {
     plan.uid = uid;
     plan.gid = gid;
     plan.limits = spec.limits;
-    plan.stdin_fd = in.read.get();
-    plan.stdout_fd = out.write.get();
+    plan.stdin_fd = spec.stdin_fd >= 0 ? spec.stdin_fd : in.read.get();
+    plan.stdout_fd = spec.stdout_fd >= 0 ? spec.stdout_fd : out.write.get();
     plan.stderr_fd = err.write.get();
     plan.seccomp_program = &sandbox::seccomp_filter_program();
 
@@ -431,8 +434,10 @@ class SandboxImpl : public Sandbox {
     err.write.reset();
     workspace_mount.reset();
     if (!start_error.empty()) return internal_error_result(start_error);
-    child.stdin_pipe = std::move(in.write);
-    child.stdout_pipe = std::move(out.read);
+    if (spec.on_started) spec.on_started();
+    // Given stdio fds are the box's alone: no data to feed, no stdout to capture.
+    if (spec.stdin_fd < 0) child.stdin_pipe = std::move(in.write);
+    if (spec.stdout_fd < 0) child.stdout_pipe = std::move(out.read);
     child.stderr_pipe = std::move(err.read);
     // Init reports only once its namespace is empty: the stage is over then.
     child.final_status_bytes = sizeof(BoxStatus);

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <stop_token>
 #include <string>
@@ -59,6 +60,14 @@ struct SandboxSpec {
   std::vector<BindMount> read_only;
   std::string stdin_data;
   SandboxLimits limits;
+  // >= 0: the program's stdin / stdout is this fd (a pipe to another box, for interactive
+  // tests) instead of stdin_data / the captured stdout. The caller keeps it: it may close
+  // its copy once `on_started` has run (the box holds its own then).
+  int stdin_fd = -1;
+  int stdout_fd = -1;
+  // Called once, on run()'s thread, when the program's box has its stdio (not called when
+  // the stage could not start).
+  std::function<void()> on_started;
 };
 
 struct SandboxOptions {

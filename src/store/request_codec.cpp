@@ -129,6 +129,7 @@ std::string encode_request(const SubmissionRequest& r) {
   put_varint(out, double_bits(r.checker.rel_tolerance));
   put_string(out, r.checker.file);
   put_varint(out, r.stop_on_first_failure ? 1 : 0);
+  put_string(out, r.interactor_file);
   return out;
 }
 
@@ -183,6 +184,7 @@ SubmissionRequest decode_request(std::string_view bytes) {
     r.checker.rel_tolerance = bits_double(in.varint("checker rel"));
     r.checker.file = in.string("checker file");
     r.stop_on_first_failure = in.varint("stop_on_first_failure") != 0;
+    r.interactor_file = in.string("interactor file");
   }
   if (!in.at_end()) Reader::fail("record", "trailing bytes after the last field");
   return r;

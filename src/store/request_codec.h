@@ -12,7 +12,8 @@
 //   4 stages x 6 limits, in kAllStages x kLimitNames order
 // and, in version 2 (a request with tests; version 1 has none):
 //   ntests, then per test (name, stdin, nargs + args, has_expected, [expected], 6 limits)
-//   checker type, abs and rel tolerance (IEEE bits), checker file, stop_on_first_failure
+//   checker type, abs and rel tolerance (IEEE bits), checker file, stop_on_first_failure,
+//   interactor file (empty: none)
 // Nothing may follow.
 #pragma once
 

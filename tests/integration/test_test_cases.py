@@ -328,3 +328,117 @@ def test_too_many_tests_is_400(make_server):
     assert "at most 3" in r.json()["error"]["message"]
     body["tests"] = [{}] * 3
     assert c.run(body)["result"] == "ACCEPTED"
+
+
+# --- interactive problems ---------------------------------------------------------------
+
+# The interactor: a secret from the test's input ($1); answers "lower"/"higher" to each
+# guess, "correct" at the end; at most 20 guesses. Exit 0 accepts, 1 refuses.
+GUESS_INTERACTOR = r"""
+secret=$(cat "$1")
+n=0
+while read guess; do
+  n=$((n + 1))
+  if [ "$guess" = "$secret" ]; then echo correct; echo "found in $n" >&2; exit 0; fi
+  if [ "$n" -ge 20 ]; then echo "too many guesses" >&2; exit 1; fi
+  if [ "$guess" -gt "$secret" ]; then echo lower; else echo higher; fi
+done
+echo "no answer" >&2
+exit 1
+"""
+
+# A binary search over 1..1000, reading the interactor's replies.
+GUESS_PROGRAM = r"""
+lo=1; hi=1000
+while :; do
+  mid=$(( (lo + hi) / 2 ))
+  echo $mid
+  read reply
+  case $reply in
+    correct) exit 0 ;;
+    lower) hi=$((mid - 1)) ;;
+    higher) lo=$((mid + 1)) ;;
+  esac
+done
+"""
+
+
+def interactive(program, tests, interactor=GUESS_INTERACTOR, **extra):
+    return submission(
+        {"run.sh": program, "interactor.sh": interactor},
+        tests=tests,
+        interactor={"file": "interactor.sh"},
+        **extra,
+    )
+
+
+def test_interactive_guessing_game(client):
+    tests = [{"name": f"s{v}", "stdin": str(v)} for v in (1, 500, 777, 1000)]
+    sub = client.run(interactive(GUESS_PROGRAM, tests))
+    assert sub["result"] == "ACCEPTED", sub
+    assert verdicts(sub) == ["ACCEPTED"] * 4, sub["tests"]
+    assert sub["tests"][1]["checker_message"] == "found in 1\n"  # 500 is the first guess
+    # A program that guesses badly is refused by the interactor.
+    sub = client.run(interactive("while :; do echo 1; read r; done\n", [{"stdin": "2"}]))
+    assert verdicts(sub) == ["WRONG_ANSWER"], sub["tests"]
+    assert sub["tests"][0]["checker_message"] == "too many guesses\n"
+
+
+def test_interactive_deadlock_is_stopped_by_the_wall_limit(client):
+    # Both sides wait to read: the program's wall limit ends it, never a hang.
+    tests = [{"stdin": "5", "limits": {"wall_time_ms": 1000}}]
+    sub = client.run(interactive("read x\n", tests, interactor='read x\n'))
+    assert verdicts(sub) == ["TIME_LIMIT_EXCEEDED"], sub["tests"]
+    assert sub["tests"][0]["status"] == "WALL_TIME_LIMIT_EXCEEDED"
+
+
+def test_interactive_flood_is_stopped(client):
+    # The program floods an interactor that reads one line and gives up: the program is
+    # refused (its writes then fail), and the run ends at once.
+    flood = "while :; do echo 1; done\n"
+    quits = 'read x; echo "one is enough" >&2; exit 1\n'
+    sub = client.run(interactive(flood, [{"stdin": "5", "limits": {"wall_time_ms": 5000}}], interactor=quits))
+    assert verdicts(sub) == ["WRONG_ANSWER"], sub["tests"]
+    assert sub["tests"][0]["wall_time_ms"] < 4000, sub["tests"][0]
+    # An interactor that never reads: the flood fills the pipe and the wall limit stops it.
+    sub = client.run(
+        interactive(flood, [{"stdin": "5", "limits": {"wall_time_ms": 1000}}], interactor="sleep 30\n")
+    )
+    assert verdicts(sub) == ["TIME_LIMIT_EXCEEDED"], sub["tests"]
+
+
+def test_interactor_error_is_checker_error(client):
+    sub = client.run(interactive("read x\n", [{"stdin": "5"}], interactor="echo hi; exit 3\n"))
+    assert verdicts(sub) == ["CHECKER_ERROR"], sub["tests"]
+    assert "exit code 3" in sub["tests"][0]["checker_message"]
+    assert sub["result"] == "CHECKER_ERROR"
+
+
+@pytest.mark.parametrize(
+    "value,field",
+    [
+        ("interactor.sh", "interactor"),
+        ({}, "interactor.file"),
+        ({"file": "missing.sh"}, "interactor.file"),
+        ({"file": "run.sh"}, "interactor.file"),
+        ({"file": 3}, "interactor.file"),
+        ({"file": "interactor.sh", "x": 1}, "interactor.x"),
+    ],
+)
+def test_malformed_interactor_is_400(client, value, field):
+    body = interactive("cat\n", [{"stdin": "1"}])
+    body["interactor"] = value
+    before = client.stored_count()
+    r = client.post("/api/v1/submissions", body)
+    assert r.status == 400, r
+    assert r.json()["error"]["field"] == field, r.json()
+    assert client.stored_count() == before
+
+
+def test_interactor_with_checker_or_without_tests_is_400(client):
+    body = interactive("cat\n", [{"stdin": "1"}], checker={"type": "exact"})
+    r = client.post("/api/v1/submissions", body)
+    assert r.status == 400 and r.json()["error"]["field"] == "checker", r
+    body = submission({"run.sh": "cat\n", "i.sh": ""}, interactor={"file": "i.sh"})
+    r = client.post("/api/v1/submissions", body)
+    assert r.status == 400 and r.json()["error"]["field"] == "interactor", r

@@ -157,7 +157,11 @@ TEST_F(WorkspaceTest, TmpfsWorkspaceIsSizeLimitedOwnedAndUnmounted) {
 // data, never followed, and nothing outside the tree is read or written.
 TEST_F(WorkspaceTest, CopyFromCopiesTheTreeWithoutFollowingAnything) {
   auto from = create_workspace(root_, "from", {});
-  from->write_file("prog", std::string("\x7f" "ELF\0\xff", 6), true);
+  from->write_file("prog",
+                   std::string("\x7f"
+                               "ELF\0\xff",
+                               6),
+                   true);
   from->write_file("dir/sub/data.txt", "data", false);
   const std::string f = from->path();
   ASSERT_EQ(::chmod((f + "/dir/sub/data.txt").c_str(), 04755), 0);  // set-uid: dropped
@@ -171,7 +175,9 @@ TEST_F(WorkspaceTest, CopyFromCopiesTheTreeWithoutFollowingAnything) {
   to->copy_from(*from);
   ASSERT_EQ(::umount2((f + "/mnt").c_str(), MNT_DETACH), 0);
   const std::string t = to->path();
-  EXPECT_EQ(read_file(t + "/prog"), std::string("\x7f" "ELF\0\xff", 6));
+  EXPECT_EQ(read_file(t + "/prog"), std::string("\x7f"
+                                                "ELF\0\xff",
+                                                6));
   EXPECT_EQ(read_file(t + "/dir/sub/data.txt"), "data");
   struct stat st;
   ASSERT_EQ(::stat((t + "/prog").c_str(), &st), 0);

@@ -107,8 +107,8 @@ TEST(StoreCodec, RoundTripsTestsAndChecker) {
     EXPECT_THROW(decode_request(std::string_view(bytes).substr(0, n)), StoreError) << n;
   SubmissionRequest with_big_files = binary_request();
   testing_util::add_tests(with_big_files);
-  EXPECT_TRUE(testing_util::same_request(decode_request(encode_request(with_big_files)),
-                                         with_big_files));
+  EXPECT_TRUE(
+      testing_util::same_request(decode_request(encode_request(with_big_files)), with_big_files));
   EXPECT_EQ(encode_request(binary_request())[0], 1);  // no tests: readable by older servers
 }
 

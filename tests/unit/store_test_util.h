@@ -38,6 +38,7 @@ inline void add_tests(SubmissionRequest& r) {
   r.checker.rel_tolerance = 0.25;
   r.checker.file = "check.sh";
   r.stop_on_first_failure = true;
+  r.interactor_file = "judge.sh";
 }
 
 inline ::testing::AssertionResult same_request(const SubmissionRequest& a,
@@ -53,6 +54,8 @@ inline ::testing::AssertionResult same_request(const SubmissionRequest& a,
   if (a.checker != b.checker) return ::testing::AssertionFailure() << "checker differs";
   if (a.stop_on_first_failure != b.stop_on_first_failure)
     return ::testing::AssertionFailure() << "stop_on_first_failure differs";
+  if (a.interactor_file != b.interactor_file)
+    return ::testing::AssertionFailure() << "interactor differs";
   return ::testing::AssertionSuccess();
 }
 
