@@ -34,6 +34,9 @@ class PostgresSubmissionStore final : public SubmissionStore {
   bool finish_with_stages(const std::string& id, Result result,
                           const std::vector<StageWrite>& stages) override;
   bool write_tests(const std::string& id, const std::vector<TestWrite>& tests) override;
+  int64_t put_runtime(const StoredRuntime& r) override;
+  std::vector<StoredRuntime> list_runtimes() override;
+  bool delete_runtime(const std::string& name, const std::string& version) override;
   CancelOutcome cancel(const std::string& id) override;
   int64_t requeue_unfinished() override;
   int64_t count_all() override;

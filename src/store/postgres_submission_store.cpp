@@ -9,6 +9,7 @@
 //   stages       (seq, stage) -> one stage's result; a missing row means PENDING.
 //   test_results (seq, idx) -> one finished test (request_codec's test result format); a
 //                missing row is a test not run yet.
+//   runtimes     the runtime catalogue; ids from a sequence, never given again.
 // Every integer column is bigint so results read as one binary type.
 #include "store/postgres_submission_store.h"
 
@@ -79,6 +80,13 @@ CREATE TABLE test_results (
   result bytea  NOT NULL,
   PRIMARY KEY (seq, idx)
 );
+CREATE TABLE runtimes (
+  id         bigserial PRIMARY KEY,
+  name       text NOT NULL,
+  version    text NOT NULL,
+  definition text NOT NULL,
+  UNIQUE (name, version)
+);
 INSERT INTO cutor_schema (version) VALUES (2);
 )sql";
 
@@ -88,6 +96,13 @@ CREATE TABLE test_results (
   idx    bigint NOT NULL,
   result bytea  NOT NULL,
   PRIMARY KEY (seq, idx)
+);
+CREATE TABLE runtimes (
+  id         bigserial PRIMARY KEY,
+  name       text NOT NULL,
+  version    text NOT NULL,
+  definition text NOT NULL,
+  UNIQUE (name, version)
 );
 INSERT INTO cutor_schema (version) VALUES (2);
 )sql";
@@ -467,6 +482,35 @@ bool PostgresSubmissionStore::write_tests(const std::string& id,
   }
   notify_listeners(id, now);
   return true;
+}
+
+int64_t PostgresSubmissionStore::put_runtime(const StoredRuntime& r) {
+  Conn c(*this);
+  pg::Result res = c->exec(
+      "put runtime",
+      "INSERT INTO runtimes (name, version, definition) VALUES ($1, $2, $3)"
+      " ON CONFLICT (name, version) DO UPDATE SET definition = EXCLUDED.definition RETURNING id",
+      Params().add_text(r.name).add_text(r.version).add_text(r.definition_json));
+  return res.int64(0, 0);
+}
+
+std::vector<StoredRuntime> PostgresSubmissionStore::list_runtimes() {
+  Conn c(*this);
+  pg::Result r = c->exec("list runtimes",
+                         "SELECT name, version, definition, id FROM runtimes"
+                         " ORDER BY name COLLATE \"C\", version COLLATE \"C\"");
+  std::vector<StoredRuntime> out;
+  for (int i = 0; i < r.rows(); ++i)
+    out.push_back({r.bytes(i, 0), r.bytes(i, 1), r.bytes(i, 2), r.int64(i, 3)});
+  return out;
+}
+
+bool PostgresSubmissionStore::delete_runtime(const std::string& name, const std::string& version) {
+  Conn c(*this);
+  pg::Result r = c->exec("delete runtime",
+                         "DELETE FROM runtimes WHERE name = $1 AND version = $2 RETURNING id",
+                         Params().add_text(name).add_text(version));
+  return r.rows() == 1;
 }
 
 bool PostgresSubmissionStore::finish(const std::string& id, Result result) {

@@ -9,6 +9,8 @@
 //                stage rows at all.
 //   test_results (seq, index) -> one finished test's result (request_codec's test result
 //                BLOB); a missing row is a test not run yet (SKIPPED once FINISHED).
+//   runtimes     the runtime catalogue: (name, version) -> its definition (JSON text);
+//                AUTOINCREMENT, so a deleted entry's id is never given again.
 // Enums are stored as their integer values; the static_asserts below pin them, so
 // reordering an enum in src/model breaks the build instead of old databases.
 //
@@ -98,10 +100,17 @@ CREATE TABLE test_results (
   result BLOB    NOT NULL,
   PRIMARY KEY (seq, idx)
 ) WITHOUT ROWID;
+CREATE TABLE runtimes (
+  id         INTEGER PRIMARY KEY AUTOINCREMENT,
+  name       TEXT NOT NULL,
+  version    TEXT NOT NULL,
+  definition TEXT NOT NULL,
+  UNIQUE (name, version)
+);
 PRAGMA user_version = 2;
 )sql";
 
-// Version 1 -> 2: test cases.
+// Version 1 -> 2: test cases and the runtime catalogue.
 constexpr const char* kMigrateTo2Sql = R"sql(
 CREATE TABLE test_results (
   seq    INTEGER NOT NULL,
@@ -109,6 +118,13 @@ CREATE TABLE test_results (
   result BLOB    NOT NULL,
   PRIMARY KEY (seq, idx)
 ) WITHOUT ROWID;
+CREATE TABLE runtimes (
+  id         INTEGER PRIMARY KEY AUTOINCREMENT,
+  name       TEXT NOT NULL,
+  version    TEXT NOT NULL,
+  definition TEXT NOT NULL,
+  UNIQUE (name, version)
+);
 PRAGMA user_version = 2;
 )sql";
 
@@ -168,6 +184,9 @@ class SqliteSubmissionStore final : public SubmissionStore {
   bool finish_with_stages(const std::string& id, Result result,
                           const std::vector<StageWrite>& stages) override;
   bool write_tests(const std::string& id, const std::vector<TestWrite>& tests) override;
+  int64_t put_runtime(const StoredRuntime& r) override;
+  std::vector<StoredRuntime> list_runtimes() override;
+  bool delete_runtime(const std::string& name, const std::string& version) override;
   CancelOutcome cancel(const std::string& id) override;
   int64_t requeue_unfinished() override;
   int64_t count_all() override;
@@ -811,6 +830,52 @@ bool SqliteSubmissionStore::write_tests(const std::string& id,
   }
   notify_listeners(id, now);
   return true;
+}
+
+int64_t SqliteSubmissionStore::put_runtime(const StoredRuntime& r) {
+  uint64_t ticket = 0;
+  int64_t id = 0;
+  {
+    std::lock_guard lock(writer_mu_);
+    Connection& c = *writer_;
+    Query q(
+        c.statement("put runtime",
+                    "INSERT INTO runtimes (name, version, definition) VALUES (?1, ?2, ?3)"
+                    " ON CONFLICT (name, version) DO UPDATE SET definition = excluded.definition"
+                    " RETURNING id"));
+    q.bind(1, r.name).bind(2, r.version).bind(3, r.definition_json);
+    q.step();
+    id = q.int64(0);
+    q.run();
+    ticket = durable_ticket();
+  }
+  make_durable(ticket);
+  return id;
+}
+
+std::vector<StoredRuntime> SqliteSubmissionStore::list_runtimes() {
+  ReaderLease lease(*this);
+  Query q(lease.conn().statement(
+      "list runtimes",
+      "SELECT name, version, definition, id FROM runtimes ORDER BY name, version"));
+  std::vector<StoredRuntime> out;
+  while (q.step()) out.push_back({q.text(0), q.text(1), q.text(2), q.int64(3)});
+  return out;
+}
+
+bool SqliteSubmissionStore::delete_runtime(const std::string& name, const std::string& version) {
+  uint64_t ticket = 0;
+  bool deleted = false;
+  {
+    std::lock_guard lock(writer_mu_);
+    Connection& c = *writer_;
+    Query q(c.statement("delete runtime", "DELETE FROM runtimes WHERE name = ?1 AND version = ?2"));
+    q.bind(1, name).bind(2, version).run();
+    deleted = sqlite3_changes(c.handle()) == 1;
+    ticket = durable_ticket();
+  }
+  make_durable(ticket);
+  return deleted;
 }
 
 bool SqliteSubmissionStore::finish(const std::string& id, Result result) {

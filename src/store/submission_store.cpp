@@ -30,23 +30,6 @@ bool SubmissionStore::finish_with_stages(const std::string& id, Result result,
   return finish(id, result);
 }
 
-void SubmissionStore::put_runtime(const StoredRuntime& r) {
-  std::lock_guard lock(runtimes_mutex_);
-  runtimes_[{r.name, r.version}] = r.definition_json;
-}
-
-std::vector<StoredRuntime> SubmissionStore::list_runtimes() {
-  std::lock_guard lock(runtimes_mutex_);
-  std::vector<StoredRuntime> out;
-  for (const auto& [key, text] : runtimes_) out.push_back({key.first, key.second, text});
-  return out;
-}
-
-bool SubmissionStore::delete_runtime(const std::string& name, const std::string& version) {
-  std::lock_guard lock(runtimes_mutex_);
-  return runtimes_.erase({name, version}) > 0;
-}
-
 namespace store_rows {
 
 void complete_tests(Submission& s, std::vector<std::optional<TestResult>> rows) {

@@ -43,6 +43,10 @@ struct StoredRuntime {
   std::string name;
   std::string version;
   std::string definition_json;
+  // Given by the store at the first put of (name, version), kept when it is replaced and
+  // never given to another entry, even after a delete (Judge0 language ids, envicutor's
+  // runtime ids). Ignored in put_runtime.
+  int64_t id = 0;
 };
 
 enum class CancelOutcome { kCancelled, kAlreadyFinished, kNotFound };
@@ -144,17 +148,13 @@ class SubmissionStore {
   // Wakes claim_next() callers so they can see their stop token.
   virtual void wake_all() = 0;
 
-  // The runtime catalogue. put_runtime inserts or replaces (name, version); list_runtimes
-  // answers every entry sorted by name then version; delete_runtime answers whether one
-  // was there. The defaults keep the catalogue in this object's memory (shipped runtimes
-  // are put again at every start); a store may override them to keep it in its tables.
-  virtual void put_runtime(const StoredRuntime& r);
-  virtual std::vector<StoredRuntime> list_runtimes();
-  virtual bool delete_runtime(const std::string& name, const std::string& version);
-
- private:
-  std::mutex runtimes_mutex_;
-  std::map<std::pair<std::string, std::string>, std::string> runtimes_;
+  // The runtime catalogue, kept durably in the store (runtimes added through the API
+  // survive a restart; shipped ones are put again at every start). put_runtime inserts or
+  // replaces (name, version) and returns its id; list_runtimes answers every entry sorted
+  // by name then version; delete_runtime answers whether one was there.
+  virtual int64_t put_runtime(const StoredRuntime& r) = 0;
+  virtual std::vector<StoredRuntime> list_runtimes() = 0;
+  virtual bool delete_runtime(const std::string& name, const std::string& version) = 0;
 };
 
 struct SqliteStoreOptions {

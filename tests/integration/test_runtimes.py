@@ -114,3 +114,23 @@ def test_bad_runtime_entries_are_400(srv, change, field):
     assert r.json()["error"]["field"] == field
     names = [x["name"] for x in srv.client.get("/api/v1/runtimes").json()["runtimes"]]
     assert "x" not in names
+
+
+def test_runtimes_added_through_the_api_survive_a_restart(tmp_path):
+    s = Server(tmp_path / "data", tmp_path, extra_args=[
+        "--workers", "1", "--nix-path", f"nixpkgs={NIXPKGS}", "--substituters", "",
+        "--runtimes", RUNTIMES])
+    s.start()
+    try:
+        entry = {"name": "kept", "version": "2.0.0", "source_file": "in.txt",
+                 "run_sh": "rev < in.txt\n"}
+        assert s.client.post("/api/v1/runtimes", entry).status == 201
+        s.stop()
+        s.start()
+        by_name = {x["name"]: x for x in s.client.get("/api/v1/runtimes").json()["runtimes"]}
+        assert by_name["kept"]["run_sh"] == "rev < in.txt\n", by_name.get("kept")
+        assert "python" in by_name  # the shipped ones are there too
+        sub = s.client.run({"runtime": "kept", "files": [{"name": "in.txt", "content": "abc\n"}]})
+        assert sub["run"]["stdout"] == "cba\n", sub["run"]
+    finally:
+        s.cleanup()

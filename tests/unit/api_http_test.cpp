@@ -116,6 +116,23 @@ class FakeStore : public SubmissionStore {
     tell(id, status);
     return true;
   }
+  int64_t put_runtime(const StoredRuntime& r) override {
+    std::lock_guard lock(mu_);
+    auto [it, inserted] = runtimes_.try_emplace({r.name, r.version}, r);
+    if (inserted) it->second.id = ++next_runtime_id_;
+    it->second.definition_json = r.definition_json;
+    return it->second.id;
+  }
+  std::vector<StoredRuntime> list_runtimes() override {
+    std::lock_guard lock(mu_);
+    std::vector<StoredRuntime> out;
+    for (const auto& [key, r] : runtimes_) out.push_back(r);
+    return out;
+  }
+  bool delete_runtime(const std::string& name, const std::string& version) override {
+    std::lock_guard lock(mu_);
+    return runtimes_.erase({name, version}) > 0;
+  }
   bool finish(const std::string& id, Result result) override {
     {
       std::lock_guard lock(mu_);
@@ -210,6 +227,8 @@ class FakeStore : public SubmissionStore {
   std::mutex mu_;
   std::map<std::string, Submission> rows_;
   int64_t next_seq_ = 0;
+  std::map<std::pair<std::string, std::string>, StoredRuntime> runtimes_;
+  int64_t next_runtime_id_ = 0;
   std::mutex listeners_mu_;
   std::map<int, ChangeListener> listeners_;
   int next_handle_ = 0;

@@ -703,6 +703,29 @@ TEST_P(StoreConformance, RequeueForgetsTestResults) {
   EXPECT_EQ(got->tests[0].verdict, Verdict::kPending);
 }
 
+// The runtime catalogue is kept by the store: across a reopen, with ids never reused.
+TEST_P(StoreConformance, RuntimesPersistWithStableIdsNeverReused) {
+  int64_t python = store_->put_runtime({"python", "3.11.2", "{\"a\":1}"});
+  int64_t bash = store_->put_runtime({"bash", "5.2.15", "{}"});
+  EXPECT_GT(python, 0);
+  EXPECT_NE(python, bash);
+  EXPECT_EQ(store_->put_runtime({"python", "3.11.2", "{\"a\":2}"}), python);  // replaced
+  reopen();
+  auto all = store_->list_runtimes();
+  ASSERT_EQ(all.size(), 2u);
+  EXPECT_EQ(all[0].name, "bash");
+  EXPECT_EQ(all[0].id, bash);
+  EXPECT_EQ(all[1].name, "python");
+  EXPECT_EQ(all[1].definition_json, "{\"a\":2}");
+  EXPECT_EQ(all[1].id, python);
+  EXPECT_TRUE(store_->delete_runtime("python", "3.11.2"));
+  EXPECT_FALSE(store_->delete_runtime("python", "3.11.2"));
+  const int64_t again = store_->put_runtime({"python", "3.11.2", "{}"});
+  EXPECT_GT(again, std::max(python, bash));  // a deleted id is not given again
+  reopen();
+  EXPECT_EQ(store_->list_runtimes().size(), 2u);
+}
+
 // A queued submission cancelled shows its tests SKIPPED.
 TEST_P(StoreConformance, CancelQueuedSkipsEveryTest) {
   Submission s = make_submission();

@@ -210,7 +210,7 @@ TEST_F(PostgresStoreTest, SchemaVersionOneIsMigrated) {
   { open_postgres_store({.url = url_})->insert(old, 0); }
   std::string db = url_.substr(url_.find("@/") + 2);
   db = db.substr(0, db.find('?'));
-  PgCluster::shared().psql("DROP TABLE test_results; UPDATE cutor_schema SET version = 1", db);
+  PgCluster::shared().psql("DROP TABLE test_results; DROP TABLE runtimes; UPDATE cutor_schema SET version = 1", db);
   auto store = open_postgres_store({.url = url_});
   EXPECT_TRUE(store->get(old.id));
   Submission s;

@@ -736,7 +736,7 @@ TEST(StoreOpen, SchemaVersionOneIsMigrated) {
     auto store = open_sqlite_store({.path = dir.file("db")});
     store->insert(old, 0);
   }
-  raw_exec(dir.file("db"), "DROP TABLE test_results; PRAGMA user_version = 1");
+  raw_exec(dir.file("db"), "DROP TABLE test_results; DROP TABLE runtimes; PRAGMA user_version = 1");
   auto store = open_sqlite_store({.path = dir.file("db")});
   EXPECT_TRUE(store->get(old.id));
   Submission s;
