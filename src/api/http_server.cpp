@@ -48,6 +48,9 @@ constexpr std::string_view kApi = "/api/v1";
 constexpr std::chrono::seconds kLingerTime{2};  // draining a refused request's body
 constexpr int kMaxListLimit = 1000;
 constexpr int kDefaultListLimit = 50;
+// Connections over max_connections still being answered 503; past this many more are
+// closed unanswered, so a flood cannot hold fds through the refusals themselves.
+constexpr int kMaxRefusalsInFlight = 64;
 
 Response json_response(http::status status, const json::value& body) {
   Response res{status, 11};
@@ -214,6 +217,8 @@ struct HttpServer::Impl {
   std::vector<std::thread> threads;
   std::optional<int> listener_handle;
   std::atomic<uint16_t> bound_port{0};
+  std::atomic<int64_t> open_connections{0};  // sessions running (see max_connections)
+  std::atomic<int> refusals_in_flight{0};
   bool started = false;
   bool stopped = false;
 
@@ -222,6 +227,10 @@ struct HttpServer::Impl {
 
   asio::awaitable<void> accept_loop();
   asio::awaitable<void> session(tcp::socket socket);
+  // Answers a connection over max_connections with 503 and closes it.
+  asio::awaitable<void> refuse_connection(tcp::socket socket);
+  // Half-closes, drains what the client still sends (briefly, when `linger`), closes.
+  static asio::awaitable<void> close_stream(beast::tcp_stream& stream, bool linger);
   asio::awaitable<Response> handle(const Request& req);
   asio::awaitable<Response> route(const Request& req);
 
@@ -312,7 +321,18 @@ asio::awaitable<void> HttpServer::Impl::accept_loop() {
     }
     socket.set_option(tcp::no_delay(true), ec);
     auto ex = socket.get_executor();
-    asio::co_spawn(ex, session(std::move(socket)), [](std::exception_ptr e) {
+    if (open_connections.load() >= config.max_connections) {
+      if (refusals_in_flight.fetch_add(1) >= kMaxRefusalsInFlight) {
+        refusals_in_flight.fetch_sub(1);
+        socket.close(ec);
+        continue;
+      }
+      asio::co_spawn(ex, refuse_connection(std::move(socket)), asio::detached);
+      continue;
+    }
+    open_connections.fetch_add(1);
+    asio::co_spawn(ex, session(std::move(socket)), [this](std::exception_ptr e) {
+      open_connections.fetch_sub(1);
       if (!e) return;
       try {
         std::rethrow_exception(e);
@@ -412,6 +432,10 @@ asio::awaitable<void> HttpServer::Impl::session(tcp::socket socket) {
     if (wec || !keep_alive) break;
   }
 
+  co_await close_stream(stream, linger);
+}
+
+asio::awaitable<void> HttpServer::Impl::close_stream(beast::tcp_stream& stream, bool linger) {
   boost::system::error_code ignored;
   stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
   if (linger) {
@@ -425,6 +449,21 @@ asio::awaitable<void> HttpServer::Impl::session(tcp::socket socket) {
     }
   }
   stream.socket().close(ignored);
+}
+
+asio::awaitable<void> HttpServer::Impl::refuse_connection(tcp::socket socket) {
+  beast::tcp_stream stream(std::move(socket));
+  Response res = error_response(
+      503, "too_many_connections", "",
+      fmt::format("the server already has {} open connections", config.max_connections));
+  res.set(http::field::retry_after, "1");
+  res.keep_alive(false);
+  res.prepare_payload();
+  metrics.record(503, 0.0);
+  stream.expires_after(config.write_timeout);
+  co_await http::async_write(stream, res, kTuple);
+  co_await close_stream(stream, true);
+  refusals_in_flight.fetch_sub(1);
 }
 
 asio::awaitable<Response> HttpServer::Impl::handle(const Request& req) {
@@ -730,6 +769,7 @@ Response HttpServer::Impl::info() {
   body["max_tests"] = config.max_tests;
   body["max_wait_ms"] = config.max_wait_ms;
   body["max_queue"] = config.max_queue;
+  body["max_connections"] = config.max_connections;
   body["auth"] = !config.auth_tokens.empty();
   body["dependencies"] = deps != nullptr;
   // The host's capabilities; the server's own keys above win a name clash.

@@ -39,6 +39,8 @@ struct HttpServerConfig {
   std::chrono::milliseconds keep_alive_timeout{60'000};  // idle between requests
   std::chrono::milliseconds write_timeout{30'000};       // to write one response
   int http_threads = 2;
+  // Open connections served at once; one more is answered 503 (Retry-After) and closed.
+  int64_t max_connections = 1024;
   std::string version = CUTOR_VERSION;
   boost::json::object features;  // the host's capabilities, merged into /api/v1/info
   // Appended to /metrics (e.g. the executor's stage duration histograms); may be empty.

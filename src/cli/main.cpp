@@ -44,6 +44,7 @@ struct ServeOptions {
   int64_t max_wait_ms = 60'000;
   int64_t max_tests = 1000;
   int http_threads = 2;
+  int64_t max_connections = 1024;
   std::string log_format = "text";
   std::string log_level = "info";
   bool no_isolation = false;
@@ -128,6 +129,7 @@ int serve(const ServeOptions& o) {
   config.max_wait_ms = o.max_wait_ms;
   config.max_tests = o.max_tests;
   config.http_threads = o.http_threads;
+  config.max_connections = o.max_connections;
 
   // Before anything touches the directory: a second server would re-queue this one's
   // running submissions and delete its live workspaces.
@@ -283,6 +285,11 @@ int main(int argc, char** argv) {
   serve_cmd->add_option("--http-threads", so.http_threads, "Threads serving HTTP")
       ->capture_default_str()
       ->check(CLI::Range(1, 64));
+  serve_cmd
+      ->add_option("--max-connections", so.max_connections,
+                   "Open HTTP connections at once; one more is answered 503 with Retry-After")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{1'000'000}));
   serve_cmd->add_option("--log-format", so.log_format, "text or json")
       ->capture_default_str()
       ->check(CLI::IsMember({"text", "json"}));

@@ -89,7 +89,8 @@ def read_all(socks, deadline):
 def test_thousand_long_poll_waiters_all_answered(robust_server):
     limit = raise_fd_limit(WAITERS * 2 + 512)
     assert limit >= WAITERS + 256, f"RLIMIT_NOFILE {limit} too low for {WAITERS} connections"
-    srv = robust_server(["--workers", "2", "--max-wait-ms", "60000"])
+    srv = robust_server(["--workers", "2", "--max-wait-ms", "60000",
+                         "--max-connections", str(WAITERS + 256)])
     c = srv.client
     # Five submissions that sleep long enough for every waiter to be parked first; the
     # check below that all WAITERS are parked makes the sleep a precondition, not a bet.
@@ -137,7 +138,7 @@ def test_thousand_concurrent_submissions_connections(robust_server):
     202 and every submission finishes with its own output."""
     n = 2000 if LONG else 1000
     raise_fd_limit(n * 2 + 512)
-    srv = robust_server(["--workers", "4"])
+    srv = robust_server(["--workers", "4", "--max-connections", str(n + 256)])
     socks = []
     try:
         for i in range(n):
