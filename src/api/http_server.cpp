@@ -8,6 +8,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -179,6 +180,17 @@ struct Query {
   }
 };
 
+// Whether handling `req` may wait for a submission to finish (?wait=true, or the Piston
+// execute, which always does): such requests watch for their client leaving.
+bool may_long_poll(const Request& req) {
+  auto url = boost::urls::parse_origin_form(req.target());
+  if (!url) return false;
+  if (url->encoded_path() == "/api/v2/execute") return true;
+  for (const auto& param : url->params())
+    if (param.key == "wait" && param.value == "true") return true;
+  return false;
+}
+
 // Splits "/a/b/c" into {"a","b","c"}; a trailing slash yields an empty last segment.
 std::vector<std::string_view> split_path(std::string_view path) {
   std::vector<std::string_view> parts;
@@ -229,6 +241,10 @@ struct HttpServer::Impl {
   asio::awaitable<void> session(tcp::socket socket);
   // Answers a connection over max_connections with 503 and closes it.
   asio::awaitable<void> refuse_connection(tcp::socket socket);
+  // Completes when the client closes or resets the connection while its request is being
+  // handled. Bytes it sends meanwhile (a pipelined request) go to `buffer` and end the
+  // watch without completing; so does a cancel.
+  static asio::awaitable<void> client_departure(tcp::socket& socket, beast::flat_buffer& buffer);
   // Half-closes, drains what the client still sends (briefly, when `linger`), closes.
   static asio::awaitable<void> close_stream(beast::tcp_stream& stream, bool linger);
   asio::awaitable<Response> handle(const Request& req);
@@ -416,7 +432,21 @@ asio::awaitable<void> HttpServer::Impl::session(tcp::socket socket) {
       method = std::string(req.method_string());
       target = std::string(req.target());
       stream.expires_never();  // a long-poll may take longer than the read timeout
-      res = co_await handle(req);
+      if (may_long_poll(req)) {
+        // A long-poll whose client leaves is cancelled at once, so its waiter is dropped
+        // then and not at its deadline (handle() winds down on the cancel; see
+        // read_until_finished).
+        using namespace asio::experimental::awaitable_operators;
+        auto outcome = co_await (handle(req) || client_departure(stream.socket(), buffer));
+        if (outcome.index() == 1) {
+          spdlog::debug("http: {} {} {}: client left while waiting", peer.address().to_string(),
+                        method, target);
+          break;
+        }
+        res = std::get<0>(std::move(outcome));
+      } else {
+        res = co_await handle(req);
+      }
       keep_alive = req.keep_alive();
     }
     res.keep_alive(keep_alive);
@@ -433,6 +463,16 @@ asio::awaitable<void> HttpServer::Impl::session(tcp::socket socket) {
   }
 
   co_await close_stream(stream, linger);
+}
+
+asio::awaitable<void> HttpServer::Impl::client_departure(tcp::socket& socket,
+                                                         beast::flat_buffer& buffer) {
+  auto [ec, n] = co_await socket.async_read_some(buffer.prepare(4096), kTuple);
+  if (ec) co_return;  // closed or reset (or cancelled: the request was answered first)
+  buffer.commit(n);
+  // The client is still there and sent more: stop watching, wait to be cancelled.
+  asio::steady_timer forever(co_await asio::this_coro::executor, Clock::time_point::max());
+  co_await forever.async_wait(kTuple);
 }
 
 asio::awaitable<void> HttpServer::Impl::close_stream(beast::tcp_stream& stream, bool linger) {
@@ -625,6 +665,9 @@ asio::awaitable<std::optional<Submission>> HttpServer::Impl::read_until_finished
     std::optional<Submission> s = store.get(id);
     if (!s || s->status == SubmissionStatus::kFinished || Clock::now() >= deadline) co_return s;
     co_await reg.wait(deadline);
+    // Cancelled because the client left (see session()): answer what there is, unwaited.
+    auto cs = co_await asio::this_coro::cancellation_state;
+    if (cs.cancelled() != asio::cancellation_type::none) co_return store.get(id);
   }
 }
 

@@ -1,9 +1,11 @@
 """The request path (issue 12): the open-connection cap, long-polls that notice their
 client leaving, and the retention sweep, each through the real binary over loopback."""
 
+import json
+
 import pytest
 
-from helpers import Response, Server, assert_error_shape, scaled, wait_until
+from helpers import Response, Server, assert_error_shape, scaled, submission, wait_until
 from robust_helpers import connect, http_bytes, parse_responses, read_until_closed
 
 MAX_CONNECTIONS = 4
@@ -71,3 +73,66 @@ def test_a_connection_over_the_cap_gets_503_with_retry_after_then_others_are_ser
     finally:
         for s in idle:
             s.close()
+
+
+def metric(client, name):
+    r = client.get("/metrics", timeout=10)
+    assert r.status == 200, r
+    for line in r.body.decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"/metrics has no {name}")
+
+
+@pytest.fixture
+def waiting_server(tmp_path):
+    # The long-poll bound is far above the test's deadlines: only a noticed departure can
+    # bring the gauge back to 0 in time.
+    srv = Server(tmp_path / "data", tmp_path, extra_args=["--workers", "1", "--max-wait-ms", "600000"])
+    srv.start()
+    yield srv
+    srv.cleanup()
+
+
+def test_long_polls_are_dropped_as_soon_as_their_clients_leave(waiting_server):
+    c = waiting_server.client
+    slow = submission({"run.sh": "sleep 120"}, limits={"run": {"wall_time_ms": 150000}})
+    held = c.submit(slow)["id"]
+    get_waiters, post_waiters = 20, 3
+    socks = []
+    try:
+        for _ in range(get_waiters):
+            s = connect(waiting_server.port)
+            s.sendall(http_bytes("GET", f"/api/v1/submissions/{held}?wait=true"))
+            socks.append(s)
+        # POST ?wait=true: queued behind the held one (one worker), parked until it runs.
+        body = json.dumps(slow).encode()
+        for _ in range(post_waiters):
+            s = connect(waiting_server.port)
+            s.sendall(post_json("/api/v1/submissions?wait=true", body))
+            socks.append(s)
+        total = get_waiters + post_waiters
+        wait_until(lambda: metric(c, "cutor_http_long_polls") == total, scaled(20.0),
+                   what=f"{total} long-polls parked")
+        for s in socks:
+            s.close()
+        socks = []
+        wait_until(lambda: metric(c, "cutor_http_long_polls") == 0, scaled(5.0),
+                   what="the long-poll gauge back to 0 after the clients left")
+        # The submissions the departed POSTs stored are still there (leaving does not cancel).
+        stored = c.list_all()
+        assert len(stored) == 1 + post_waiters, stored
+        # And a long-poll whose client stays is still answered.
+        r = c.delete(f"/api/v1/submissions/{held}")
+        assert r.status == 200, r
+        assert c.get_submission(held + "?wait=true")["status"] == "FINISHED"
+    finally:
+        for s in socks:
+            s.close()
+        for sub in c.list_all():
+            if sub["status"] != "FINISHED":
+                c.delete(f"/api/v1/submissions/{sub['id']}")
+
+
+def post_json(path, body):
+    return http_bytes("POST", path, body, {"Content-Type": "application/json"})
