@@ -28,6 +28,9 @@
 // writes go on meanwhile). What a caller is told is unchanged: when insert() returns, its
 // row is on disk. Progress writes (claims, statuses, stage results) get no fsync of their
 // own; the next durable commit's fdatasync carries them along.
+//
+// Checkpoints: wal_autocheckpoint is off, so no commit ever copies the WAL into the
+// database (and waits on that copy's fsyncs); sqlite_checkpointer.h's thread does it.
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -46,6 +49,7 @@
 #include <stdexcept>
 
 #include "store/request_codec.h"
+#include "store/sqlite_checkpointer.h"
 #include "store/sqlite_connection.h"
 #include "store/store_rows.h"
 #include "store/submission_store.h"
@@ -264,6 +268,9 @@ class SqliteSubmissionStore final : public SubmissionStore {
 
   std::mutex writer_mu_;
   std::unique_ptr<Connection> writer_;
+  // After writer_: destroyed (stopped) before the writer closes. None for ":memory:" or a
+  // read-only database.
+  std::unique_ptr<sqlite::WalCheckpointer> checkpointer_;
 
   // Group commit state. commits_ counts durable commits (incremented under writer_mu_ in
   // commit order); synced_ is the highest ticket an fdatasync covered; the last failed
@@ -310,6 +317,11 @@ SqliteSubmissionStore::SqliteSubmissionStore(const SqliteStoreOptions& options)
     if (!reopen_immutable_if_possible()) throw;
     create_or_check_schema();
   }
+  if (!memory_ && !writer_->read_only())
+    checkpointer_ = std::make_unique<sqlite::WalCheckpointer>(
+        writer_->handle(), options_.path,
+        sqlite::CheckpointPolicy{.interval = options_.checkpoint_interval,
+                                 .passive_at_frames = options_.checkpoint_at_wal_frames});
 }
 
 SqliteSubmissionStore::~SqliteSubmissionStore() {
@@ -346,6 +358,8 @@ void SqliteSubmissionStore::configure_writer() {
                        mode + "')");
     // Keep the WAL from staying huge after a burst of large outputs.
     c.exec("PRAGMA journal_size_limit = 67108864", "set journal_size_limit");
+    // Checkpoints run on checkpointer_'s thread, never inside a commit.
+    c.exec("PRAGMA wal_autocheckpoint = 0", "turn off wal_autocheckpoint");
   }
   // NORMAL: a commit does not fsync; durable commits are synced by make_durable(), many
   // at a time. Checkpoints still sync the WAL before and the database file after.

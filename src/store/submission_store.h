@@ -5,6 +5,7 @@
 // WAL); a PostgreSQL one can follow the same interface. All methods are thread-safe.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -162,6 +163,12 @@ struct SqliteStoreOptions {
   // fsync the durable commits (insert, finish, cancel, requeue) before they return, several
   // concurrent ones sharing one fdatasync; false: they survive a crash, not a power loss.
   bool synchronous_full = true;
+  // Commits never checkpoint (wal_autocheckpoint is off); a thread of the store's own
+  // runs a PASSIVE checkpoint every checkpoint_interval after commits, or at once when the
+  // WAL reaches checkpoint_at_wal_frames frames, and a TRUNCATE one once an interval
+  // passed without commits.
+  std::chrono::milliseconds checkpoint_interval{1000};
+  int64_t checkpoint_at_wal_frames = 1000;
 };
 
 // Opens (creating if needed) the SQLite store. Throws StoreError with the path and
