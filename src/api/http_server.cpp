@@ -813,6 +813,10 @@ Response HttpServer::Impl::info() {
   body["max_wait_ms"] = config.max_wait_ms;
   body["max_queue"] = config.max_queue;
   body["max_connections"] = config.max_connections;
+  body["retention_seconds"] =
+      config.retention
+          ? json::value(std::chrono::duration_cast<std::chrono::seconds>(*config.retention).count())
+          : json::value(nullptr);
   body["auth"] = !config.auth_tokens.empty();
   body["dependencies"] = deps != nullptr;
   // The host's capabilities; the server's own keys above win a name clash.

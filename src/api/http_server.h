@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 
@@ -41,6 +42,9 @@ struct HttpServerConfig {
   int http_threads = 2;
   // Open connections served at once; one more is answered 503 (Retry-After) and closed.
   int64_t max_connections = 1024;
+  // Finished submissions are deleted this long after they finish (shown in info only;
+  // the sweep is a RetentionSweeper's); none: kept.
+  std::optional<std::chrono::milliseconds> retention;
   std::string version = CUTOR_VERSION;
   boost::json::object features;  // the host's capabilities, merged into /api/v1/info
   // Appended to /metrics (e.g. the executor's stage duration histograms); may be empty.

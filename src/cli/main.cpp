@@ -13,6 +13,7 @@
 #include "api/runtime_api.h"
 #include "cli/data_dir_lock.h"
 #include "cli/dependency_adapter.h"
+#include "cli/duration_option.h"
 #include "cli/nix_cache_open.h"
 #include "cli/run_command.h"
 #include "cli/store_option.h"
@@ -23,6 +24,7 @@
 #include "sandbox/cgroup.h"
 #include "sandbox/doctor.h"
 #include "sandbox/sandbox.h"
+#include "store/retention_sweeper.h"
 #include "store/submission_store.h"
 
 namespace cutor {
@@ -45,6 +47,7 @@ struct ServeOptions {
   int64_t max_tests = 1000;
   int http_threads = 2;
   int64_t max_connections = 1024;
+  std::string retention;  // "": keep everything
   std::string log_format = "text";
   std::string log_level = "info";
   bool no_isolation = false;
@@ -130,6 +133,7 @@ int serve(const ServeOptions& o) {
   config.max_tests = o.max_tests;
   config.http_threads = o.http_threads;
   config.max_connections = o.max_connections;
+  if (!o.retention.empty()) config.retention = parse_duration(o.retention);
 
   // Before anything touches the directory: a second server would re-queue this one's
   // running submissions and delete its live workspaces.
@@ -144,6 +148,11 @@ int serve(const ServeOptions& o) {
   }
   if (int64_t n = store->requeue_unfinished())
     spdlog::info("recovery: {} unfinished submissions queued again", n);
+  std::optional<RetentionSweeper> retention;
+  if (config.retention) {
+    retention.emplace(*store, RetentionOptions{.retention = *config.retention});
+    spdlog::info("retention: finished submissions are deleted {} after they finish", o.retention);
+  }
 
   SandboxOptions sandbox_options;
   sandbox_options.isolate = !o.no_isolation;
@@ -290,6 +299,20 @@ int main(int argc, char** argv) {
                    "Open HTTP connections at once; one more is answered 503 with Retry-After")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{1'000'000}));
+  serve_cmd
+      ->add_option("--retention", so.retention,
+                   "Delete finished submissions (and their outputs) this long after they "
+                   "finish: 30m, 12h, 7d... (default: keep everything)")
+      ->check(CLI::Validator(
+          [](std::string& text) {
+            try {
+              parse_duration(text);
+              return std::string();
+            } catch (const std::invalid_argument& e) {
+              return std::string(e.what());
+            }
+          },
+          "DURATION"));
   serve_cmd->add_option("--log-format", so.log_format, "text or json")
       ->capture_default_str()
       ->check(CLI::IsMember({"text", "json"}));

@@ -39,6 +39,7 @@ class PostgresSubmissionStore final : public SubmissionStore {
   bool delete_runtime(const std::string& name, const std::string& version) override;
   CancelOutcome cancel(const std::string& id) override;
   int64_t requeue_unfinished() override;
+  int64_t delete_finished_before(int64_t finished_before_ms, int limit) override;
   int64_t count_all() override;
   int64_t count_unfinished() override;
   std::vector<std::pair<std::string, int64_t>> count_by_status() override;

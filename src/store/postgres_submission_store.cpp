@@ -581,6 +581,17 @@ int64_t PostgresSubmissionStore::requeue_unfinished() {
   return requeue_expired();
 }
 
+int64_t PostgresSubmissionStore::delete_finished_before(int64_t finished_before_ms, int limit) {
+  Conn c(*this);
+  // Stages go with their submission (ON DELETE CASCADE); the request is in the row.
+  return c
+      ->exec("delete expired",
+             "DELETE FROM submissions WHERE seq IN (SELECT seq FROM submissions"
+             " WHERE finished_at_ms < $1 AND status = 5 ORDER BY finished_at_ms LIMIT $2)",
+             Params().add(finished_before_ms).add(int64_t{limit}))
+      .affected();
+}
+
 int64_t PostgresSubmissionStore::count_all() {
   Conn c(*this);
   return c->exec("count all", "SELECT count(*)::bigint FROM submissions").int64(0, 0);

@@ -81,6 +81,7 @@ CREATE TABLE submissions (
 CREATE INDEX submissions_by_status ON submissions(status, seq);
 CREATE INDEX submissions_claimable ON submissions(seq) WHERE status = 0 AND lease_owner IS NULL;
 CREATE INDEX submissions_by_result ON submissions(result) WHERE result IS NOT NULL;
+CREATE INDEX submissions_by_finish ON submissions(finished_at_ms) WHERE finished_at_ms IS NOT NULL;
 CREATE TABLE requests (
   seq  INTEGER PRIMARY KEY,
   body BLOB NOT NULL
@@ -131,6 +132,10 @@ CREATE TABLE runtimes (
 );
 PRAGMA user_version = 2;
 )sql";
+
+constexpr const char* kFinishIndexSql =
+    "CREATE INDEX IF NOT EXISTS submissions_by_finish ON submissions(finished_at_ms)"
+    " WHERE finished_at_ms IS NOT NULL";
 
 // Columns read for a submission (the request joined in); read_row() decodes them.
 #define CUTOR_SELECT_SUBMISSION                                                       \
@@ -193,6 +198,7 @@ class SqliteSubmissionStore final : public SubmissionStore {
   bool delete_runtime(const std::string& name, const std::string& version) override;
   CancelOutcome cancel(const std::string& id) override;
   int64_t requeue_unfinished() override;
+  int64_t delete_finished_before(int64_t finished_before_ms, int limit) override;
   int64_t count_all() override;
   int64_t count_unfinished() override;
   std::vector<std::pair<std::string, int64_t>> count_by_status() override;
@@ -369,7 +375,12 @@ void SqliteSubmissionStore::configure_writer() {
 void SqliteSubmissionStore::create_or_check_schema() {
   Connection& c = *writer_;
   int64_t version = c.query_int("PRAGMA user_version", "read schema version");
-  if (version == kSchemaVersion) return;
+  if (version == kSchemaVersion) {
+    // The retention sweep's index, which databases made before it lack (same schema:
+    // an index changes no row).
+    if (!c.read_only()) c.exec(kFinishIndexSql, "create the index of finish times");
+    return;
+  }
   if (version > kSchemaVersion)
     throw StoreError("sqlite store " + c.path() + ": schema version " + std::to_string(version) +
                      " is newer than the " + std::to_string(kSchemaVersion) +
@@ -381,7 +392,10 @@ void SqliteSubmissionStore::create_or_check_schema() {
   // Another process may have created or migrated it between the check and the lock.
   version = c.query_int("PRAGMA user_version", "read schema version");
   if (version == 0) c.exec(kSchemaSql, "create schema");
-  if (version == 1) c.exec(kMigrateTo2Sql, "migrate schema 1 to 2");
+  if (version == 1) {
+    c.exec(kMigrateTo2Sql, "migrate schema 1 to 2");
+    c.exec(kFinishIndexSql, "create the index of finish times");
+  }
   tx.commit();
 }
 
@@ -995,6 +1009,30 @@ int64_t SqliteSubmissionStore::requeue_unfinished() {
   if (!ids.empty()) notify_claimers();
   for (const auto& id : ids) notify_listeners(id, SubmissionStatus::kQueued);
   return static_cast<int64_t>(ids.size());
+}
+
+int64_t SqliteSubmissionStore::delete_finished_before(int64_t finished_before_ms, int limit) {
+  std::lock_guard lock(writer_mu_);
+  Connection& c = *writer_;
+  Transaction tx(c, Transaction::Kind::kWrite);
+  std::vector<int64_t> seqs;
+  {
+    Query q(c.statement("find expired",
+                        "SELECT seq FROM submissions WHERE finished_at_ms < ?1 AND status = 5"
+                        " ORDER BY finished_at_ms LIMIT ?2"));
+    q.bind(1, finished_before_ms).bind(2, int64_t{limit});
+    while (q.step()) seqs.push_back(q.int64(0));
+  }
+  for (int64_t seq : seqs) {
+    delete_stages(c, seq);
+    Query(c.statement("delete request", "DELETE FROM requests WHERE seq = ?1")).bind(1, seq).run();
+    Query(c.statement("delete submission", "DELETE FROM submissions WHERE seq = ?1"))
+        .bind(1, seq)
+        .run();
+  }
+  // Not synced: a delete a power loss takes is simply made again by the next sweep.
+  tx.commit();
+  return static_cast<int64_t>(seqs.size());
 }
 
 int64_t SqliteSubmissionStore::count_all() {

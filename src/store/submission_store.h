@@ -136,6 +136,12 @@ class SubmissionStore {
   // died) goes back to QUEUED with its stages PENDING. Returns how many.
   virtual int64_t requeue_unfinished() = 0;
 
+  // Retention: deletes up to `limit` FINISHED submissions that finished before
+  // `finished_before_ms` (Unix ms), oldest finish first, with their requests and stage
+  // outputs, in one transaction. Returns how many; fewer than `limit` means none is left.
+  // Unfinished submissions are never deleted. Throws StoreError on failure.
+  virtual int64_t delete_finished_before(int64_t finished_before_ms, int limit) = 0;
+
   // Counts for /metrics and /info.
   virtual int64_t count_all() = 0;
   virtual int64_t count_unfinished() = 0;  // queue depth: QUEUED and running

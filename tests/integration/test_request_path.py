@@ -2,10 +2,20 @@
 client leaving, and the retention sweep, each through the real binary over loopback."""
 
 import json
+import subprocess
 
 import pytest
 
-from helpers import Response, Server, assert_error_shape, scaled, submission, wait_until
+from helpers import (
+    Response,
+    Server,
+    assert_error_shape,
+    free_loopback_port,
+    require_binary,
+    scaled,
+    submission,
+    wait_until,
+)
 from robust_helpers import connect, http_bytes, parse_responses, read_until_closed
 
 MAX_CONNECTIONS = 4
@@ -136,3 +146,58 @@ def test_long_polls_are_dropped_as_soon_as_their_clients_leave(waiting_server):
 
 def post_json(path, body):
     return http_bytes("POST", path, body, {"Content-Type": "application/json"})
+
+
+def test_info_shows_no_retention_by_default(capped_server):
+    assert capped_server.client.info()["retention_seconds"] is None
+
+
+@pytest.fixture
+def retaining_server(tmp_path):
+    srv = Server(tmp_path / "data", tmp_path, extra_args=["--workers", "2", "--retention", "2s"])
+    srv.start()
+    yield srv
+    srv.cleanup()
+
+
+def test_retention_deletes_old_finished_submissions_and_keeps_unfinished(retaining_server):
+    c = retaining_server.client
+    assert c.info()["retention_seconds"] == 2
+    slow = submission({"run.sh": "sleep 120"}, limits={"run": {"wall_time_ms": 150000}})
+    running = c.submit(slow)["id"]  # worker 1
+    ran = c.run(submission({"run.sh": "echo kept-for-2s"}))  # worker 2
+    assert ran["status"] == "FINISHED" and ran["result"] == "OK", ran
+    running_too = c.submit(slow)["id"]  # worker 2
+    queued = c.submit(slow)["id"]  # no worker left: stays QUEUED
+    cancelled = c.submit(slow)["id"]
+    r = c.delete(f"/api/v1/submissions/{cancelled}")  # FINISHED (CANCELLED) at once
+    assert r.status == 200, r
+    try:
+        def gone(sid):
+            return c.get(f"/api/v1/submissions/{sid}").status == 404
+
+        wait_until(lambda: gone(ran["id"]) and gone(cancelled), scaled(20.0),
+                   what="the finished submissions swept after 2 s")
+        # Each was created before the last finish the sweep deleted, so it was older than
+        # the cutoff too: only being unfinished kept it.
+        for sid in (running, running_too, queued):
+            sub = c.get_submission(sid)
+            assert sub["status"] != "FINISHED", sub
+        assert c.get_submission(queued)["status"] == "QUEUED"
+        assert {s["id"] for s in c.list_all()} == {running, running_too, queued}
+    finally:
+        for sid in (running, running_too, queued):
+            c.delete(f"/api/v1/submissions/{sid}")
+
+
+@pytest.mark.parametrize("value", ["7", "0s", "-1d", "1.5h", "7x", "d", "12 h", "99999999999d"])
+def test_bad_retention_is_refused_at_startup(tmp_path, value):
+    proc = subprocess.run(
+        [require_binary(), "serve", "--listen", f"127.0.0.1:{free_loopback_port()}",
+         "--data", str(tmp_path / "data"), "--retention", value],
+        capture_output=True, text=True, timeout=scaled(30.0),
+    )
+    assert proc.returncode != 0, proc
+    out = proc.stdout + proc.stderr
+    assert "--retention" in out and "duration" in out, out
+    assert not (tmp_path / "data").exists(), "a refused start created the data directory"

@@ -161,6 +161,18 @@ class FakeStore : public SubmissionStore {
     return CancelOutcome::kCancelled;
   }
   int64_t requeue_unfinished() override { return 0; }
+  int64_t delete_finished_before(int64_t finished_before_ms, int limit) override {
+    check();
+    std::lock_guard lock(mu_);
+    int64_t n = 0;
+    for (auto it = rows_.begin(); it != rows_.end() && n < limit;) {
+      const bool expired = it->second.status == SubmissionStatus::kFinished &&
+                           it->second.finished_at_ms &&
+                           *it->second.finished_at_ms < finished_before_ms;
+      it = expired ? (++n, rows_.erase(it)) : std::next(it);
+    }
+    return n;
+  }
   int64_t count_all() override {
     std::lock_guard lock(mu_);
     return static_cast<int64_t>(rows_.size());

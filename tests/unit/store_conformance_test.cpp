@@ -738,3 +738,49 @@ TEST_P(StoreConformance, CancelQueuedSkipsEveryTest) {
 
 }  // namespace
 }  // namespace cutor
+
+namespace cutor {
+namespace {
+
+TEST_P(StoreConformance, RetentionDeletesOldestFinishedInBatchesAndKeepsUnfinished) {
+  Submission queued = make_submission(), running = make_submission();
+  store_->insert(queued, 0);
+  store_->insert(running, 0);
+  ASSERT_TRUE(store_->set_status(running.id, SubmissionStatus::kRunning));
+  std::vector<std::string> finished;
+  for (int i = 0; i < 5; ++i) {
+    Submission s = make_submission();
+    store_->insert(s, 0);
+    ASSERT_TRUE(store_->finish_with_stages(
+        s.id, Result::kOk, {{Stage::kRun, make_stage(StageStatus::kOk, "out")}}));
+    finished.push_back(s.id);
+    // Distinct finish times, so "oldest first" has one answer.
+    const int64_t at = *store_->get(s.id)->finished_at_ms;
+    while (now_unix_ms() <= at) std::this_thread::sleep_for(1ms);
+  }
+  const int64_t first_finish = *store_->get(finished.front())->finished_at_ms;
+  EXPECT_EQ(store_->delete_finished_before(first_finish, 500), 0);  // strictly before
+  const int64_t cutoff = now_unix_ms() + 1;
+
+  EXPECT_EQ(store_->delete_finished_before(cutoff, 2), 2);
+  EXPECT_FALSE(store_->get(finished[0]));
+  EXPECT_FALSE(store_->get(finished[1]));
+  EXPECT_TRUE(store_->get(finished[2]));
+  EXPECT_EQ(store_->delete_finished_before(cutoff, 2), 2);
+  EXPECT_EQ(store_->delete_finished_before(cutoff, 2), 1);
+  EXPECT_EQ(store_->delete_finished_before(cutoff, 2), 0);
+  for (const auto& id : finished) EXPECT_FALSE(store_->get(id)) << id;
+  EXPECT_EQ(store_->count_all(), 2);
+  EXPECT_EQ(store_->list(std::nullopt, 50, std::nullopt).submissions.size(), 2u);
+  ASSERT_TRUE(store_->get(queued.id));
+  EXPECT_EQ(store_->get(queued.id)->status, SubmissionStatus::kQueued);
+  ASSERT_TRUE(store_->get(running.id));
+  EXPECT_EQ(store_->get(running.id)->status, SubmissionStatus::kRunning);
+  // A deleted submission's seq is not reused with its old stage rows: a new one is empty.
+  Submission fresh = make_submission();
+  store_->insert(fresh, 0);
+  EXPECT_EQ(store_->get(fresh.id)->stage(Stage::kRun), kEmptyPending);
+}
+
+}  // namespace
+}  // namespace cutor
