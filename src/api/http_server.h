@@ -31,7 +31,7 @@ struct HttpServerConfig {
   LimitTable limits = LimitTable::builtin();
   int64_t max_body_bytes = 16 * 1024 * 1024;  // larger bodies: 413
   int64_t max_files = 1000;
-  int64_t max_tests = 1000;  // test cases in one submission
+  int64_t max_tests = 1000;           // test cases in one submission
   int64_t max_queue = 0;              // unfinished submissions before 503 queue_full; 0: no bound
   int64_t max_wait_ms = 60'000;       // bound of ?wait=true
   std::set<std::string> auth_tokens;  // accepted bearer tokens; empty: no auth

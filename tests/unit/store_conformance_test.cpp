@@ -750,9 +750,16 @@ TEST_P(StoreConformance, RetentionDeletesOldestFinishedInBatchesAndKeepsUnfinish
   std::vector<std::string> finished;
   for (int i = 0; i < 5; ++i) {
     Submission s = make_submission();
+    if (i == 0) testing_util::add_tests(s.request);  // its test rows go with it
     store_->insert(s, 0);
-    ASSERT_TRUE(store_->finish_with_stages(
-        s.id, Result::kOk, {{Stage::kRun, make_stage(StageStatus::kOk, "out")}}));
+    if (i == 0) {
+      TestResult t;
+      t.name = s.request.tests.at(0).name;
+      t.verdict = Verdict::kAccepted;
+      ASSERT_TRUE(store_->write_tests(s.id, {{0, t}}));
+    }
+    ASSERT_TRUE(store_->finish_with_stages(s.id, Result::kOk,
+                                           {{Stage::kRun, make_stage(StageStatus::kOk, "out")}}));
     finished.push_back(s.id);
     // Distinct finish times, so "oldest first" has one answer.
     const int64_t at = *store_->get(s.id)->finished_at_ms;

@@ -781,3 +781,43 @@ TEST(StoreOpen, UnopenablePathIsAStoreErrorNamingIt) {
 
 }  // namespace
 }  // namespace cutor
+
+namespace cutor {
+namespace {
+
+int64_t count_rows(const std::string& path, const std::string& table) {
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK)
+    throw std::runtime_error("open " + path);
+  sqlite3_stmt* st = nullptr;
+  const std::string sql = "SELECT count(*) FROM " + table;
+  int64_t n = -1;
+  if (sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr) == SQLITE_OK &&
+      sqlite3_step(st) == SQLITE_ROW)
+    n = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return n;
+}
+
+TEST_F(StoreTest, RetentionLeavesNoRowOfADeletedSubmission) {
+  Submission s = make_submission();
+  s.request.tests.push_back({.name = "a"});
+  s.request.tests.push_back({.name = "b"});
+  store_->insert(s, 0);
+  TestResult t;
+  t.name = "a";
+  t.verdict = Verdict::kAccepted;
+  ASSERT_TRUE(store_->write_tests(s.id, {{0, t}}));
+  ASSERT_TRUE(store_->finish_with_stages(s.id, Result::kOk,
+                                         {{Stage::kRun, make_stage(StageStatus::kOk, "out")}}));
+  const std::string db = dir_.file("cutor.db");
+  for (const char* table : {"submissions", "requests", "stages", "test_results"})
+    ASSERT_GT(count_rows(db, table), 0) << table;  // else the check below proves nothing
+  EXPECT_EQ(store_->delete_finished_before(now_unix_ms() + 1, 500), 1);
+  for (const char* table : {"submissions", "requests", "stages", "test_results"})
+    EXPECT_EQ(count_rows(db, table), 0) << table;
+}
+
+}  // namespace
+}  // namespace cutor
