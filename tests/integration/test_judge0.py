@@ -178,6 +178,9 @@ def test_each_status_on_purpose(srv, lang):
          "Exited with error status 3"),
         ({"language_id": py, "source_code": "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)"},
          12, "Caught fatal signal 9"),
+        ({"language_id": py, "source_code": "x = bytearray(400 * 1024 * 1024)",
+          "memory_limit": 65536}, 12, "Memory limit exceeded"),
+        ({"language_id": py, "source_code": "print('x' * 3_000_000)"}, 8, "Output limit exceeded"),
     ]
     r = srv.client.post("/submissions/batch", {"submissions": [b for b, _, _ in cases]})
     assert r.status == 201, r
@@ -189,12 +192,25 @@ def test_each_status_on_purpose(srv, lang):
         assert g["message"] == message, (body, g)
     names = ["Accepted", "Wrong Answer", "Time Limit Exceeded", "Time Limit Exceeded",
              "Compilation Error", "Runtime Error (SIGSEGV)", "Runtime Error (SIGFPE)",
-             "Runtime Error (SIGABRT)", "Runtime Error (NZEC)", "Runtime Error (Other)"]
+             "Runtime Error (SIGABRT)", "Runtime Error (NZEC)", "Runtime Error (Other)",
+             "Runtime Error (Other)", "Runtime Error (SIGXFSZ)"]
     assert [g["status"]["description"] for g in got] == names
     ce = got[4]
     assert "error" in ce["compile_output"] and ce["stdout"] is None and ce["time"] is None
     assert (got[8]["exit_code"], got[8]["exit_signal"]) == (3, None)
     assert (got[5]["exit_code"], got[5]["exit_signal"]) == (0, 11)  # Judge0: 0 when signalled
+
+
+def test_a_cancel_through_v1_is_internal_error(srv, lang):
+    r = post(srv, {"language_id": lang["bash"], "source_code": "sleep 30"})
+    token = r.json()["token"]
+    srv.client.poll_until(token, lambda s: s["status"] == "RUNNING")
+    assert srv.client.get(f"/submissions/{token}?fields=status_id").json() == {"status_id": 2}
+    assert srv.client.delete(f"/api/v1/submissions/{token}").status == 200
+    got = srv.client.get(f"/submissions/{token}?fields=status,message,finished_at").json()
+    assert got["status"] == {"id": 13, "description": "Internal Error"}
+    assert got["message"] == f"cancelled through DELETE /api/v1/submissions/{token}"
+    assert got["finished_at"] is not None
 
 
 # stdout, expected_output, status: Judge0 1.13.1's comparison (isolate_job.rb's strip).
