@@ -83,6 +83,10 @@ struct SubmissionRequest {
   bool stop_on_first_failure = false;
   // Interactive tests: this submission file talks to run.sh through pipes; empty: none.
   std::string interactor_file;
+  // What a compat adapter (docs/compat.md) keeps with the request to answer in its own
+  // terms later, e.g. Judge0's language_id and expected_output, as JSON text. Never given
+  // to the program; empty for /api/v1 submissions.
+  std::string adapter_data;
 
   const SandboxLimits& limits_for(Stage s) const { return limits[static_cast<int>(s)]; }
   // The file named `name` at the root, or nullptr.

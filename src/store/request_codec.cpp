@@ -10,6 +10,7 @@ namespace {
 
 constexpr uint64_t kCodecVersion = 1;
 constexpr uint64_t kCodecVersionWithTests = 2;
+constexpr uint64_t kCodecVersionWithAdapterData = 3;  // version 2, then adapter_data
 constexpr uint64_t kTestResultVersion = 1;
 
 void put_varint(std::string& out, uint64_t v) {
@@ -91,14 +92,16 @@ class Reader {
 }  // namespace
 
 std::string encode_request(const SubmissionRequest& r) {
-  size_t size = 64 + r.stdin_data.size();
+  size_t size = 64 + r.stdin_data.size() + r.adapter_data.size();
   for (const auto& f : r.files) size += 10 + f.name.size() + f.content.size();
   for (const auto& a : r.args) size += 5 + a.size();
   for (const auto& [k, v] : r.env) size += 10 + k.size() + v.size();
   std::string out;
   out.reserve(size);
   // Version 1 records (no tests) stay readable by servers that predate tests.
-  put_varint(out, r.tests.empty() ? kCodecVersion : kCodecVersionWithTests);
+  put_varint(out, !r.adapter_data.empty() ? kCodecVersionWithAdapterData
+                  : r.tests.empty()       ? kCodecVersion
+                                          : kCodecVersionWithTests);
   put_varint(out, r.files.size());
   for (const auto& f : r.files) {
     put_string(out, f.name);
@@ -130,13 +133,15 @@ std::string encode_request(const SubmissionRequest& r) {
   put_string(out, r.checker.file);
   put_varint(out, r.stop_on_first_failure ? 1 : 0);
   put_string(out, r.interactor_file);
+  if (!r.adapter_data.empty()) put_string(out, r.adapter_data);
   return out;
 }
 
 SubmissionRequest decode_request(std::string_view bytes) {
   Reader in(bytes);
   uint64_t version = in.varint("version");
-  if (version != kCodecVersion && version != kCodecVersionWithTests)
+  if (version != kCodecVersion && version != kCodecVersionWithTests &&
+      version != kCodecVersionWithAdapterData)
     Reader::fail("version", "unknown record version");
   SubmissionRequest r;
   uint64_t nfiles = in.count("files", 2);
@@ -163,7 +168,7 @@ SubmissionRequest decode_request(std::string_view bytes) {
       *limit_field(limits, name) = static_cast<int64_t>(in.varint("limit"));
   };
   for (Stage s : kAllStages) read_limits(r.limits[static_cast<int>(s)]);
-  if (version == kCodecVersionWithTests) {
+  if (version == kCodecVersionWithTests || version == kCodecVersionWithAdapterData) {
     uint64_t ntests = in.count("tests", 10);
     r.tests.reserve(ntests);
     for (uint64_t i = 0; i < ntests; ++i) {
@@ -185,6 +190,10 @@ SubmissionRequest decode_request(std::string_view bytes) {
     r.checker.file = in.string("checker file");
     r.stop_on_first_failure = in.varint("stop_on_first_failure") != 0;
     r.interactor_file = in.string("interactor file");
+  }
+  if (version == kCodecVersionWithAdapterData) {
+    r.adapter_data = in.string("adapter data");
+    if (r.adapter_data.empty()) Reader::fail("adapter data", "empty in a version 3 record");
   }
   if (!in.at_end()) Reader::fail("record", "trailing bytes after the last field");
   return r;

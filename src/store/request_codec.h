@@ -14,7 +14,9 @@
 //   ntests, then per test (name, stdin, nargs + args, has_expected, [expected], 6 limits)
 //   checker type, abs and rel tolerance (IEEE bits), checker file, stop_on_first_failure,
 //   interactor file (empty: none)
-// Nothing may follow.
+// and, in version 3 (a request with adapter_data; its tests section may be empty):
+//   the version 2 fields, then adapter_data
+// Nothing may follow. A record is written in the lowest version that holds it.
 #pragma once
 
 #include <string>

@@ -63,9 +63,32 @@ TEST(StoreCodec, TrailingBytesAreRefused) {
   EXPECT_THROW(decode_request(bytes), StoreError);
 }
 
+TEST(StoreCodec, AdapterDataIsVersion3TheVersion2RecordWithOneStringMore) {
+  SubmissionRequest r = binary_request();
+  EXPECT_EQ(encode_request(r)[0], 1);
+  testing_util::add_tests(r);
+  const std::string v2 = encode_request(r);
+  EXPECT_EQ(v2[0], 2);
+  r.adapter_data = R"({"api":"judge0","language_id":7})";
+  const std::string v3 = encode_request(r);
+  EXPECT_EQ(v3[0], 3);
+  EXPECT_TRUE(testing_util::same_request(decode_request(v3), r));
+  EXPECT_EQ(decode_request(v3).adapter_data, r.adapter_data);
+  EXPECT_EQ(v3.substr(1, v2.size() - 1), v2.substr(1));
+  for (size_t n = 0; n < v3.size(); ++n)
+    EXPECT_THROW(decode_request(std::string_view(v3).substr(0, n)), StoreError) << n;
+  std::string empty_v3 = v2 + '\0';  // a version 3 record with empty adapter data
+  empty_v3[0] = 3;
+  EXPECT_THROW(decode_request(empty_v3), StoreError);
+  // Without tests, adapter data still writes the (empty) tests section.
+  SubmissionRequest plain = binary_request();
+  plain.adapter_data = "x";
+  EXPECT_TRUE(testing_util::same_request(decode_request(encode_request(plain)), plain));
+}
+
 TEST(StoreCodec, UnknownVersionIsRefused) {
   std::string bytes = encode_request(SubmissionRequest{});
-  bytes[0] = 2;
+  bytes[0] = 4;
   EXPECT_THROW(decode_request(bytes), StoreError);
 }
 

@@ -47,6 +47,8 @@ inline ::testing::AssertionResult same_request(const SubmissionRequest& a,
   if (a.stdin_data != b.stdin_data) return ::testing::AssertionFailure() << "stdin differs";
   if (a.args != b.args) return ::testing::AssertionFailure() << "args differ";
   if (a.env != b.env) return ::testing::AssertionFailure() << "env differs";
+  if (a.adapter_data != b.adapter_data)
+    return ::testing::AssertionFailure() << "adapter_data differs";
   for (Stage s : kAllStages)
     if (!same_limits(a.limits_for(s), b.limits_for(s)))
       return ::testing::AssertionFailure() << "limits of " << stage_name(s) << " differ";
