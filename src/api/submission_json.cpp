@@ -50,18 +50,6 @@ ApiError wrong_type(std::string field, std::string_view expected, const json::va
   return invalid(std::move(field), fmt::format("must be {}, not {}", expected, kind_name(got)));
 }
 
-// Refuses any key of `obj` outside `allowed`; `prefix` names the object ("files[0].").
-std::optional<ApiError> refuse_unknown_keys(const json::object& obj,
-                                            std::initializer_list<std::string_view> allowed,
-                                            const std::string& prefix) {
-  for (const auto& kv : obj) {
-    bool known = false;
-    for (auto a : allowed) known = known || kv.key() == a;
-    if (!known) return invalid(prefix + std::string(kv.key()), "unknown field");
-  }
-  return std::nullopt;
-}
-
 // Collects the decoded request; each step returns the first problem it finds.
 class RequestParser {
  public:
@@ -69,11 +57,10 @@ class RequestParser {
       : table_(table), api_limits_(api_limits) {}
 
   std::optional<ApiError> parse(const json::object& top) {
-    if (auto e =
-            refuse_unknown_keys(top,
-                                {"files", "stdin", "inputs", "args", "env", "limits", "tests",
-                                 "checker", "stop_on_first_failure", "interactor"},
-                                ""))
+    if (auto e = refuse_unknown_keys(top,
+                                     {"files", "stdin", "inputs", "args", "env", "limits", "tests",
+                                      "checker", "stop_on_first_failure", "interactor"},
+                                     ""))
       return e;
     if (auto e = parse_files(top)) return e;
     if (auto e = parse_stdin(top)) return e;
@@ -245,18 +232,8 @@ class RequestParser {
         const std::string field = stage_field + "." + std::string(kv.key());
         int64_t* slot = limit_field(resolved, kv.key());
         if (slot == nullptr) return invalid(field, "unknown limit");
-        const int64_t max = *limit_field(maxima, kv.key());
-        const json::value& v = kv.value();
-        if (v.is_uint64()) {  // only produced for values above INT64_MAX
-          return invalid(field, fmt::format("must be at most {}", max));
-        }
-        if (v.is_double())
-          return invalid(field, "must be a positive integer, not a fraction or exponent");
-        if (!v.is_int64()) return wrong_type(field, "a positive integer", v);
-        const int64_t n = v.get_int64();
-        if (n <= 0) return invalid(field, "must be a positive integer");
-        if (n > max) return invalid(field, fmt::format("must be at most {}", max));
-        *slot = n;
+        if (auto e = check_limit_value(field, kv.value(), *limit_field(maxima, kv.key()), *slot))
+          return e;
       }
     }
     return std::nullopt;
@@ -371,6 +348,30 @@ json::string output_text(const std::string& bytes, bool base64_output) {
 }
 
 }  // namespace
+
+std::optional<ApiError> refuse_unknown_keys(const json::object& obj,
+                                            std::initializer_list<std::string_view> allowed,
+                                            const std::string& prefix) {
+  for (const auto& kv : obj) {
+    bool known = false;
+    for (auto a : allowed) known = known || kv.key() == a;
+    if (!known) return invalid(prefix + std::string(kv.key()), "unknown field");
+  }
+  return std::nullopt;
+}
+
+std::optional<ApiError> check_limit_value(const std::string& field, const json::value& v,
+                                          int64_t max, int64_t& out) {
+  if (v.is_uint64()) return invalid(field, fmt::format("must be at most {}", max));  // > INT64_MAX
+  if (v.is_double())
+    return invalid(field, "must be a positive integer, not a fraction or exponent");
+  if (!v.is_int64()) return wrong_type(field, "a positive integer", v);
+  const int64_t n = v.get_int64();
+  if (n <= 0) return invalid(field, "must be a positive integer");
+  if (n > max) return invalid(field, fmt::format("must be at most {}", max));
+  out = n;
+  return std::nullopt;
+}
 
 ApiError make_api_error(int http_status, std::string code, std::string field, std::string what) {
   ApiError e;

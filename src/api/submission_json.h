@@ -7,6 +7,7 @@
 #include <boost/json/object.hpp>
 #include <cstdint>
 #include <expected>
+#include <initializer_list>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -30,6 +31,15 @@ ApiError make_api_error(int http_status, std::string code, std::string field, st
 
 // {"error": {"code", "message", "field"}} for `e`; "field" is null when `e.field` is empty.
 boost::json::object api_error_to_json(const ApiError& e);
+
+// Refuses any key of `obj` outside `allowed` (400 on `prefix` + the key, e.g. "files[0].mode").
+std::optional<ApiError> refuse_unknown_keys(const boost::json::object& obj,
+                                            std::initializer_list<std::string_view> allowed,
+                                            const std::string& prefix);
+
+// One limit's value: a JSON integer from 1 to `max` (400 on `field` otherwise) into `out`.
+std::optional<ApiError> check_limit_value(const std::string& field, const boost::json::value& v,
+                                          int64_t max, int64_t& out);
 
 // Request bounds that are not per-stage limits.
 struct ApiLimits {

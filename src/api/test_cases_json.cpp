@@ -20,17 +20,6 @@ ApiError invalid(std::string field, std::string what) {
   return make_api_error(400, "invalid_request", std::move(field), std::move(what));
 }
 
-std::optional<ApiError> refuse_unknown(const json::object& obj,
-                                       std::initializer_list<std::string_view> allowed,
-                                       const std::string& prefix) {
-  for (const auto& kv : obj) {
-    bool known = false;
-    for (auto a : allowed) known = known || kv.key() == a;
-    if (!known) return invalid(prefix + std::string(kv.key()), "unknown field");
-  }
-  return std::nullopt;
-}
-
 // A text field or its _base64 twin (at most one of them), decoded. Absent: nullopt.
 std::optional<ApiError> text_or_base64(const json::object& obj, const std::string& prefix,
                                        std::string_view key, std::optional<std::string>& out) {
@@ -57,13 +46,7 @@ std::optional<ApiError> parse_test_limits(const json::value& v, const std::strin
     const std::string f = field + "." + std::string(kv.key());
     int64_t* slot = limit_field(limits, kv.key());
     if (slot == nullptr) return invalid(f, "unknown limit");
-    const int64_t max = *limit_field(maxima, kv.key());
-    const json::value& n = kv.value();
-    if (n.is_uint64()) return invalid(f, fmt::format("must be at most {}", max));
-    if (!n.is_int64()) return invalid(f, "must be a positive integer");
-    if (n.get_int64() <= 0) return invalid(f, "must be a positive integer");
-    if (n.get_int64() > max) return invalid(f, fmt::format("must be at most {}", max));
-    *slot = n.get_int64();
+    if (auto e = check_limit_value(f, kv.value(), *limit_field(maxima, kv.key()), *slot)) return e;
   }
   return std::nullopt;
 }
@@ -74,10 +57,10 @@ std::optional<ApiError> parse_one_test(const json::value& v, size_t index,
   const std::string prefix = fmt::format("tests[{}]", index);
   if (!v.is_object()) return invalid(prefix, "must be a test object");
   const json::object& o = v.get_object();
-  if (auto e = refuse_unknown(o,
-                              {"name", "stdin", "stdin_base64", "args", "expected_output",
-                               "expected_output_base64", "limits"},
-                              prefix + "."))
+  if (auto e = refuse_unknown_keys(o,
+                                   {"name", "stdin", "stdin_base64", "args", "expected_output",
+                                    "expected_output_base64", "limits"},
+                                   prefix + "."))
     return e;
   t.name = std::to_string(index + 1);
   if (const json::value* name = o.if_contains("name")) {
@@ -139,7 +122,7 @@ std::optional<ApiError> check_script_file(const json::value* file, const std::st
 std::optional<ApiError> parse_interactor(const json::value& v, SubmissionRequest& request) {
   if (!v.is_object()) return invalid("interactor", "must be an object");
   const json::object& o = v.get_object();
-  if (auto e = refuse_unknown(o, {"file"}, "interactor.")) return e;
+  if (auto e = refuse_unknown_keys(o, {"file"}, "interactor.")) return e;
   const json::value* file = o.if_contains("file");
   if (auto e = check_script_file(file, "interactor.file", request)) return e;
   request.interactor_file = std::string(file->get_string());
@@ -150,7 +133,7 @@ std::optional<ApiError> parse_checker(const json::value& v, const SubmissionRequ
                                       CheckerSpec& checker) {
   if (!v.is_object()) return invalid("checker", "must be an object");
   const json::object& o = v.get_object();
-  if (auto e = refuse_unknown(o, {"type", "abs", "rel", "file"}, "checker.")) return e;
+  if (auto e = refuse_unknown_keys(o, {"type", "abs", "rel", "file"}, "checker.")) return e;
   const json::value* type = o.if_contains("type");
   if (type == nullptr) return invalid("checker.type", "is required");
   if (!type->is_string()) return invalid("checker.type", "must be a string");

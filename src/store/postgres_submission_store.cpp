@@ -42,7 +42,8 @@ constexpr int64_t kSchemaLockKey = 0x637574'6f7201;  // pg_advisory_xact_lock ke
 constexpr int64_t kInsertLockKey = 0x637574'6f7202;
 constexpr size_t kMaxIdleConnections = 16;
 
-constexpr const char* kSchemaSql = R"sql(
+// A new database gets version 1, then every migration: one definition of each table.
+constexpr const char* kSchemaV1Sql = R"sql(
 CREATE TABLE submissions (
   seq            bigserial PRIMARY KEY,
   id             text   NOT NULL UNIQUE,
@@ -74,20 +75,7 @@ CREATE TABLE stages (
   output       bytea  NOT NULL DEFAULT '',
   PRIMARY KEY (seq, stage)
 );
-CREATE TABLE test_results (
-  seq    bigint NOT NULL REFERENCES submissions(seq) ON DELETE CASCADE,
-  idx    bigint NOT NULL,
-  result bytea  NOT NULL,
-  PRIMARY KEY (seq, idx)
-);
-CREATE TABLE runtimes (
-  id         bigserial PRIMARY KEY,
-  name       text NOT NULL,
-  version    text NOT NULL,
-  definition text NOT NULL,
-  UNIQUE (name, version)
-);
-INSERT INTO cutor_schema (version) VALUES (2);
+INSERT INTO cutor_schema (version) VALUES (1);
 )sql";
 
 constexpr const char* kMigrateTo2Sql = R"sql(
@@ -281,8 +269,10 @@ void PostgresSubmissionStore::create_or_check_schema() {
   pg::Result r = c->exec("read schema version", "SELECT max(version) FROM cutor_schema");
   std::optional<int64_t> version = r.opt_int64(0, 0);
   if (!version) {
-    c->exec_script("create schema", kSchemaSql);
-  } else if (*version > kSchemaVersion) {
+    c->exec_script("create schema", kSchemaV1Sql);
+    version = 1;
+  }
+  if (*version > kSchemaVersion) {
     throw StoreError(c->label() + ": schema version " + std::to_string(*version) +
                      " is newer than the " + std::to_string(kSchemaVersion) +
                      " this build knows; upgrade cutor");

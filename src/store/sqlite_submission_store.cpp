@@ -67,7 +67,8 @@ constexpr size_t kMaxIdleReaders = 16;
 constexpr int kSigkill = 9;
 
 // Literal SQL fragments must agree with these (the claimable index needs literals).
-constexpr const char* kSchemaSql = R"sql(
+// A new database gets version 1, then every migration: one definition of each table.
+constexpr const char* kSchemaV1Sql = R"sql(
 CREATE TABLE submissions (
   seq            INTEGER PRIMARY KEY AUTOINCREMENT,
   id             TEXT    NOT NULL UNIQUE,
@@ -99,20 +100,7 @@ CREATE TABLE stages (
   stderr       BLOB    NOT NULL DEFAULT x'',
   output       BLOB    NOT NULL DEFAULT x''
 );
-CREATE TABLE test_results (
-  seq    INTEGER NOT NULL,
-  idx    INTEGER NOT NULL,
-  result BLOB    NOT NULL,
-  PRIMARY KEY (seq, idx)
-) WITHOUT ROWID;
-CREATE TABLE runtimes (
-  id         INTEGER PRIMARY KEY AUTOINCREMENT,
-  name       TEXT NOT NULL,
-  version    TEXT NOT NULL,
-  definition TEXT NOT NULL,
-  UNIQUE (name, version)
-);
-PRAGMA user_version = 2;
+PRAGMA user_version = 1;
 )sql";
 
 // Version 1 -> 2: test cases and the runtime catalogue.
@@ -391,7 +379,10 @@ void SqliteSubmissionStore::create_or_check_schema() {
   Transaction tx(c, Transaction::Kind::kWrite);
   // Another process may have created or migrated it between the check and the lock.
   version = c.query_int("PRAGMA user_version", "read schema version");
-  if (version == 0) c.exec(kSchemaSql, "create schema");
+  if (version == 0) {
+    c.exec(kSchemaV1Sql, "create schema");
+    version = 1;
+  }
   if (version == 1) {
     c.exec(kMigrateTo2Sql, "migrate schema 1 to 2");
     c.exec(kFinishIndexSql, "create the index of finish times");
