@@ -576,7 +576,18 @@ asio::awaitable<Response> HttpServer::Impl::route(const Request& req) {
       res.set(http::field::allow, "GET");
       co_return res;
     }
-    co_return json_response(http::status::ok, json::object{{"status", "ok"}});
+    json::object body{{"status", "ok"}};
+    bool ok = true;
+    if (config.health_parts) {
+      for (const auto& [name, part] : config.health_parts()) {
+        if (const json::object* o = part.if_object();
+            o != nullptr && o->contains("ok") && !o->at("ok").as_bool())
+          ok = false;
+        body[name] = part;
+      }
+    }
+    if (!ok) body["status"] = "failing";
+    co_return json_response(ok ? http::status::ok : http::status::service_unavailable, body);
   }
   if (auto res = unauthorized_response(req)) co_return std::move(*res);
 

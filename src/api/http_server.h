@@ -49,6 +49,9 @@ struct HttpServerConfig {
   boost::json::object features;  // the host's capabilities, merged into /api/v1/info
   // Appended to /metrics (e.g. the executor's stage duration histograms); may be empty.
   std::function<std::string()> extra_metrics_text;
+  // Parts of the host that can fail (e.g. {"sandbox": {...}}); a part whose "ok" is false
+  // makes GET /api/v1/health answer 503. Cheap and thread-safe; may be empty.
+  std::function<boost::json::object()> health_parts;
 };
 
 class HttpServer {

@@ -155,6 +155,7 @@ int serve(const ServeOptions& o) {
   }
 
   SandboxOptions sandbox_options;
+  sandbox_options.spawner_exe = "/proc/self/exe";  // a dead spawner is restarted from it
   sandbox_options.isolate = !o.no_isolation;
   sandbox_options.prepared_boxes =
       o.prepared_boxes >= 0 ? o.prepared_boxes : std::min(o.workers, 8);
@@ -190,8 +191,24 @@ int serve(const ServeOptions& o) {
                                 {"cgroups", sandbox::describe_cgroup_support()}};
   config.features["nix"] = nix_features(nix.get(), nix_problem);
   config.features["workers"] = o.workers;
-  config.extra_metrics_text = [executor = executor.get(), nix = nix.get()] {
+  config.health_parts = [sandbox = sandbox.get()] {
+    boost::json::object parts;
+    if (!sandbox) return parts;
+    const SandboxHealth h = sandbox->health();
+    boost::json::object part{{"ok", h.ok}, {"spawner_restarts", h.spawner_restarts}};
+    if (!h.ok) part["problem"] = h.problem;
+    parts["sandbox"] = std::move(part);
+    return parts;
+  };
+  config.extra_metrics_text = [executor = executor.get(), nix = nix.get(),
+                               sandbox = sandbox.get()] {
     std::string text = executor ? executor->metrics_text() : std::string();
+    if (sandbox)
+      text +=
+          "# HELP cutor_box_spawner_restarts_total Restarts of the box spawner after it died.\n"
+          "# TYPE cutor_box_spawner_restarts_total counter\n"
+          "cutor_box_spawner_restarts_total " +
+          std::to_string(sandbox->health().spawner_restarts) + "\n";
     if (nix)
       text +=
           "# HELP cutor_nix_invocations_total Nix processes the environment cache started.\n"
@@ -234,6 +251,9 @@ int doctor(const std::optional<std::string>& substituters) {
 
 int main(int argc, char** argv) {
   using namespace cutor;
+  // A restarted box spawner (src/sandbox/spawner.h), executed by a running server.
+  if (argc > 1 && std::string_view(argv[1]) == kBoxSpawnerArgument)
+    return box_spawner_main(argc, argv);
   CLI::App app{"cutor: a remote code execution engine"};
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string(CUTOR_VERSION));

@@ -126,6 +126,7 @@ int run_command(const RunCommandOptions& options) {
   std::string work = (fs::temp_directory_path() / ("cutor-run-" + new_uuid())).string();
   auto store = open_sqlite_store({.path = ":memory:", .synchronous_full = false});
   SandboxOptions sandbox_options;
+  sandbox_options.spawner_exe = "/proc/self/exe";  // a dead spawner is restarted from it
   sandbox_options.isolate = options.isolate;
   // One submission and exit: boxes built ahead would never be used.
   sandbox_options.prepared_boxes = 0;

@@ -39,6 +39,7 @@ int run_worker_command(const WorkerCommandOptions& o) {
     spdlog::info("recovery: {} submissions of lost workers queued again", n);
 
   SandboxOptions sandbox_options;
+  sandbox_options.spawner_exe = "/proc/self/exe";  // a dead spawner is restarted from it
   sandbox_options.isolate = !o.no_isolation;
   sandbox_options.prepared_boxes =
       o.prepared_boxes >= 0 ? o.prepared_boxes : std::min(o.workers, 8);

@@ -229,16 +229,9 @@ PreparedBox start_prepared_box(Spawner* spawner, std::unique_ptr<StageCgroup> cg
   plan.command_fd = command_box.get();
   plan.seccomp_program = &seccomp_filter_program();
   box.started_ns = monotonic_ns();
-  box.pid = -1;
-  if (spawner != nullptr) {
-    try {
-      box.pid = spawner->spawn(plan);
-    } catch (const std::system_error& e) {
-      if (e.code().value() != EPIPE) throw;
-      // The spawner is gone (killed by someone): fork from this thread, as without one.
-    }
-  }
-  if (box.pid < 0) box.pid = start_box(plan);
+  // With a spawner, never a fork of this (multi-threaded) process: a spawner that is gone
+  // and cannot be restarted fails the box.
+  box.pid = spawner != nullptr ? spawner->spawn(plan) : start_box(plan);
   sync.read.reset();
   status.write.reset();
   command_box.reset();

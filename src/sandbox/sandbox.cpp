@@ -482,6 +482,16 @@ class SandboxImpl : public Sandbox {
     return make_result(run, ending, spec.limits);
   }
 
+  SandboxHealth health() const override {
+    SandboxHealth h;
+    if (!spawner_) return h;
+    const sandbox::SpawnerHealth s = spawner_->health();
+    h.ok = s.ok;
+    h.spawner_restarts = s.restarts;
+    h.problem = s.problem;
+    return h;
+  }
+
   // Declared in this order: the pool hands its leftovers to the reaper when it goes, and the
   // reaper waits for every init before the spawner goes.
   std::unique_ptr<sandbox::Spawner> spawner_;  // null: inits are forked by the caller
@@ -501,11 +511,7 @@ std::unique_ptr<Sandbox> make_sandbox(const SandboxOptions& options) {
     sandbox::remove_stale_stage_cgroups(options.cgroup_parent);
     // Forked before this call starts any thread of its own (the caller should not have
     // started any either): the spawner is a fork of a small, single-threaded process.
-    try {
-      spawner = sandbox::Spawner::start();
-    } catch (const std::system_error&) {
-      // No spawner (fork failed): boxes are forked by the threads that start them.
-    }
+    spawner = sandbox::Spawner::start(options.spawner_exe);
     sandbox::start_preparing_net_namespaces();
   }
   return std::make_unique<SandboxImpl>(options, std::move(spawner));

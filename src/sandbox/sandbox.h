@@ -87,6 +87,17 @@ struct SandboxOptions {
   // Prepared boxes are discarded this long after the last run took one, so an idle server
   // holds no box processes, mounts or cgroups.
   int64_t prepared_idle_ms = 500;
+  // What a restart of a dead box spawner executes: the cutor binary, which runs the
+  // spawner for argv[1] == "__box-spawner" (cli). Empty: a dead spawner is not restarted
+  // and every isolated stage fails as an internal error from then on.
+  std::string spawner_exe;
+};
+
+// Whether the sandbox can run isolated stages (GET /api/v1/health).
+struct SandboxHealth {
+  bool ok = true;
+  int64_t spawner_restarts = 0;
+  std::string problem;  // why not ok
 };
 
 class Sandbox {
@@ -111,17 +122,28 @@ class Sandbox {
   // caller's time (destroying the Sandbox waits for them). Never throws for what the program
   // did; an internal failure is StageStatus::kInternalError with the reason in stderr.
   virtual StageResult run(const SandboxSpec& spec, std::stop_token cancel) = 0;
+
+  // Thread-safe and cheap (no syscall): for health checks.
+  virtual SandboxHealth health() const = 0;
 };
 
 // Call it from the server's main thread before any other thread starts: with isolate=true
 // it forks the box spawner (a small single-threaded helper that forks every box, see
 // src/sandbox/spawner.h), which is best forked while the process is small and has one
 // thread; it stays for the Sandbox's lifetime, as a child process of the caller, and the
-// calling thread must outlive the Sandbox (boxes die with it, PR_SET_PDEATHSIG).
+// calling thread must outlive the Sandbox (boxes die with it, PR_SET_PDEATHSIG). Throws
+// std::system_error when the spawner cannot be started (boxes are never forked otherwise).
 // With isolate=true this also removes stage cgroups left below the cgroup parent by a
 // server that died (named stage-<pid>-<n> with <pid> no longer running, prepared boxes'
 // included), killing what still ran in them. Destroying the Sandbox discards its prepared
 // boxes and waits until every box it started has exited and its cgroup is removed.
 std::unique_ptr<Sandbox> make_sandbox(const SandboxOptions& options);
+
+// argv[1] of cutor when a server executes it as a restarted box spawner (spawner_exe).
+inline constexpr std::string_view kBoxSpawnerArgument = "__box-spawner";
+// That spawner's main, called first thing by cutor's main: argv is {exe,
+// kBoxSpawnerArgument, server pid}, fd 3 its socket, fd 4 the memfd of the shared pid
+// page. Returns (1) only on a bad invocation.
+int box_spawner_main(int argc, char** argv);
 
 }  // namespace cutor

@@ -1,7 +1,10 @@
 #include "sandbox/spawner.h"
 
+#include <poll.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <spawn.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -12,8 +15,10 @@
 
 #include <cerrno>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <vector>
 
@@ -84,7 +89,9 @@ bool receive_request(int socket, BoxPlan& plan) {
   return plan.sync_fd >= 0 && plan.status_fd >= 0 && plan.command_fd >= 0;
 }
 
-[[noreturn]] void spawner_main(int socket, pid_t* born) {
+// `announce`: write a ready word on the socket once set up (a restarted spawner, whose
+// server waits to know the restart worked).
+[[noreturn]] void spawner_main(int socket, pid_t* born, bool announce) {
   // The server's mask (it takes SIGTERM/SIGINT with sigwait) is not ours. A ^C or a stop
   // of the whole process group must not take the spawner down before the server: it goes
   // with the server (PR_SET_PDEATHSIG) or when the Sandbox closes its socket. Each init
@@ -114,6 +121,7 @@ bool receive_request(int socket, BoxPlan& plan) {
   const int normal_nice = errno == 0 ? own_nice : 0;
   set_scheduling(0, Scheduling::kStageWork, normal_nice);  // refused: the server's, harmless
   bool in_background = false;
+  if (announce && send_all(socket, &kMagic, sizeof kMagic) != 0) ::_exit(0);
   for (;;) {
     BoxPlan plan;
     if (!receive_request(socket, plan)) ::_exit(0);
@@ -145,19 +153,88 @@ bool receive_request(int socket, BoxPlan& plan) {
   }
 }
 
+// The shared pid page, in a memfd so a restarted spawner maps the same page.
+pid_t* map_born_page(int memfd) {
+  void* page = ::mmap(nullptr, sizeof(pid_t), PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
+  return page == MAP_FAILED ? nullptr : static_cast<pid_t*>(page);
+}
+
+// One request and its reply. Returns the init's pid, or -errno: -EPIPE when the spawner
+// is gone (an init it made before going is killed and reaped: it holds the plan's fds).
+long exchange(int socket, pid_t* born, const SpawnRequest& request, const int* fds, int count,
+              const std::string& payload) {
+  __atomic_store_n(born, 0, __ATOMIC_SEQ_CST);
+  const int sent = send_with_fds(socket, &request, sizeof request, fds, static_cast<size_t>(count));
+  if (sent == EPIPE || sent == ECONNRESET) return -EPIPE;
+  if (sent != 0) return -sent;
+  if (send_all(socket, payload.data(), payload.size()) != 0) return -EPIPE;
+  int32_t reply = 0;
+  if (receive_all(socket, &reply, sizeof reply) != 0) {
+    if (const pid_t orphan = __atomic_load_n(born, __ATOMIC_SEQ_CST); orphan > 0) {
+      ::kill(orphan, SIGKILL);
+      while (::waitpid(orphan, nullptr, __WALL) < 0 && errno == EINTR) {
+      }
+    }
+    return -EPIPE;
+  }
+  if (reply <= 0) throw_errno(-reply, "the box spawner's clone(CLONE_PARENT|CLONE_NEWPID)");
+  return reply;
+}
+
+// Waits up to 10 s for a restarted spawner's ready word. 0, or an errno.
+int await_ready(int socket) {
+  struct pollfd ready = {socket, POLLIN, 0};
+  int n;
+  do n = ::poll(&ready, 1, 10'000);
+  while (n < 0 && errno == EINTR);
+  if (n == 0) return ETIMEDOUT;
+  uint32_t word = 0;
+  const int got = receive_all(socket, &word, sizeof word);
+  if (got != 0) return got < 0 ? EPIPE : got;
+  return word == kMagic ? 0 : EPROTO;
+}
+
 }  // namespace
 
-std::unique_ptr<Spawner> Spawner::start() {
+}  // namespace cutor::sandbox
+
+int cutor::box_spawner_main(int argc, char** argv) {
+  using namespace cutor::sandbox;
+  if (argc != 3 || std::string_view(argv[1]) != kBoxSpawnerArgument) return 1;
+  const long parent = std::strtol(argv[2], nullptr, 10);
+  if (::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0 || ::getppid() != parent) return 1;
+  constexpr int kSocket = 3, kBornMemfd = 4;
+  pid_t* born = map_born_page(kBornMemfd);
+  if (born == nullptr) return 1;
+  ::close(kBornMemfd);
+  seccomp_filter_program();
+  spawner_main(kSocket, born, /*announce=*/true);
+}
+
+namespace cutor::sandbox {
+
+Spawner::Spawner(pid_t pid, UniqueFd socket, UniqueFd born_memfd, pid_t* born,
+                 std::string restart_exe)
+    : pid_(pid),
+      socket_(std::move(socket)),
+      born_memfd_(std::move(born_memfd)),
+      born_(born),
+      restart_exe_(std::move(restart_exe)),
+      keeper_([this] { keeper_loop(); }) {}
+
+std::unique_ptr<Spawner> Spawner::start(std::string restart_exe) {
   seccomp_filter_program();  // compiled once, inherited by the spawner and every init
   int sockets[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sockets) != 0)
     throw_errno(errno, "socketpair for the box spawner");
   UniqueFd ours(sockets[0]), theirs(sockets[1]);
   // One pid shared with the spawner: where its clone writes each init's pid.
-  void* page =
-      ::mmap(nullptr, sizeof(pid_t), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-  if (page == MAP_FAILED) throw_errno(errno, "mmap the box spawner's shared pid");
-  pid_t* born = static_cast<pid_t*>(page);
+  UniqueFd memfd(::memfd_create("cutor-spawner-born", MFD_CLOEXEC));
+  if (!memfd) throw_errno(errno, "memfd_create for the box spawner's shared pid");
+  if (::ftruncate(memfd.get(), sizeof(pid_t)) != 0)
+    throw_errno(errno, "ftruncate the box spawner's shared pid");
+  pid_t* born = map_born_page(memfd.get());
+  if (born == nullptr) throw_errno(errno, "mmap the box spawner's shared pid");
   const pid_t parent = ::getpid();
   const pid_t pid = ::fork();
   if (pid < 0) {
@@ -167,16 +244,119 @@ std::unique_ptr<Spawner> Spawner::start() {
   }
   if (pid == 0) {
     if (::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0 || ::getppid() != parent) ::_exit(1);
-    spawner_main(theirs.get(), born);
+    spawner_main(theirs.get(), born, /*announce=*/false);
   }
-  return std::unique_ptr<Spawner>(new Spawner(pid, std::move(ours), born));
+  return std::unique_ptr<Spawner>(
+      new Spawner(pid, std::move(ours), std::move(memfd), born, std::move(restart_exe)));
 }
 
 Spawner::~Spawner() {
+  {
+    std::lock_guard lock(keeper_mutex_);
+    keeper_stop_ = true;
+  }
+  keeper_wake_.notify_all();
+  keeper_.join();
   socket_.reset();
-  while (::waitpid(pid_, nullptr, 0) < 0 && errno == EINTR) {
+  if (pid_ > 0) {
+    while (::waitpid(pid_, nullptr, 0) < 0 && errno == EINTR) {
+    }
   }
   ::munmap(born_, sizeof(pid_t));
+}
+
+pid_t Spawner::pid() const {
+  std::lock_guard lock(mutex_);
+  return pid_;
+}
+
+SpawnerHealth Spawner::health() const {
+  std::lock_guard lock(health_mutex_);
+  return health_;
+}
+
+void Spawner::keeper_loop() {
+  ::pthread_setname_np(::pthread_self(), "cutor-spawnkeep");
+  std::unique_lock lock(keeper_mutex_);
+  for (;;) {
+    keeper_wake_.wait(lock, [this] { return keeper_stop_ || keeper_request_; });
+    if (keeper_stop_) return;
+    // posix_spawn: vfork and exec, safe in a multi-threaded process (nothing runs between).
+    const std::string parent = std::to_string(::getpid());
+    char* argv[] = {const_cast<char*>("cutor-spawner"),
+                    const_cast<char*>(kBoxSpawnerArgument.data()),
+                    const_cast<char*>(parent.c_str()), nullptr};
+    char* envp[] = {nullptr};
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, keeper_socket_.get(), 3);
+    posix_spawn_file_actions_adddup2(&actions, born_memfd_.get(), 4);
+    posix_spawnattr_t attr;
+    posix_spawnattr_init(&attr);
+    sigset_t all;
+    sigfillset(&all);
+    posix_spawnattr_setsigmask(&attr, &all);  // spawner_main sets its dispositions, then unmasks
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
+    pid_t pid = -1;
+    keeper_error_ = ::posix_spawn(&pid, restart_exe_.c_str(), &actions, &attr, argv, envp);
+    posix_spawnattr_destroy(&attr);
+    posix_spawn_file_actions_destroy(&actions);
+    keeper_pid_ = keeper_error_ == 0 ? pid : -1;
+    keeper_socket_.reset();
+    keeper_request_ = false;
+    keeper_wake_.notify_all();
+  }
+}
+
+void Spawner::restart_locked() {
+  if (pid_ > 0) {
+    socket_.reset();
+    while (::waitpid(pid_, nullptr, 0) < 0 && errno == EINTR) {
+    }
+    pid_ = -1;
+  }
+  const auto fail = [this](int err, const std::string& why) {
+    set_health(false, why);
+    throw_errno(err, why);
+  };
+  if (restart_exe_.empty()) fail(EPIPE, "the box spawner is gone and restarts are off");
+  int sockets[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sockets) != 0)
+    fail(errno, std::string("restart the box spawner: socketpair: ") + std::strerror(errno));
+  UniqueFd ours(sockets[0]);
+  int error = 0;
+  pid_t pid = -1;
+  {
+    std::unique_lock lock(keeper_mutex_);
+    keeper_socket_.reset(sockets[1]);
+    keeper_request_ = true;
+    keeper_wake_.notify_all();
+    keeper_wake_.wait(lock, [this] { return !keeper_request_; });
+    error = keeper_error_;
+    pid = keeper_pid_;
+  }
+  if (error != 0)
+    fail(error,
+         "restart the box spawner: posix_spawn " + restart_exe_ + ": " + std::strerror(error));
+  if (const int err = await_ready(ours.get()); err != 0) {
+    ::kill(pid, SIGKILL);
+    while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+    }
+    fail(err,
+         "restart the box spawner: " + restart_exe_ + " did not get ready: " + std::strerror(err));
+  }
+  pid_ = pid;
+  socket_ = std::move(ours);
+  std::lock_guard health_lock(health_mutex_);
+  ++health_.restarts;
+  health_.ok = true;
+  health_.problem.clear();
+}
+
+void Spawner::set_health(bool ok, const std::string& problem) {
+  std::lock_guard lock(health_mutex_);
+  health_.ok = ok;
+  health_.problem = problem;
 }
 
 pid_t Spawner::spawn(const BoxPlan& plan) {
@@ -202,26 +382,17 @@ pid_t Spawner::spawn(const BoxPlan& plan) {
   }
 
   std::lock_guard lock(mutex_);
-  __atomic_store_n(born_, 0, __ATOMIC_SEQ_CST);
-  if (int err =
-          send_with_fds(socket_.get(), &request, sizeof request, fds, static_cast<size_t>(count)))
-    throw_errno(err, "sendmsg to the box spawner");
-  if (send_all(socket_.get(), payload.data(), payload.size()) != 0)
-    throw_errno(EPIPE, "send to the box spawner");
-  int32_t reply = 0;
-  if (receive_all(socket_.get(), &reply, sizeof reply) != 0) {
-    // Killed after its clone, before the reply: the init it made is our child, holds this
-    // plan's fds (it would race a fallback init for the go byte) and would be a zombie
-    // nobody knows of. Its pid is in the shared page.
-    if (const pid_t orphan = __atomic_load_n(born_, __ATOMIC_SEQ_CST); orphan > 0) {
-      ::kill(orphan, SIGKILL);
-      while (::waitpid(orphan, nullptr, __WALL) < 0 && errno == EINTR) {
-      }
+  for (int attempt = 0;; ++attempt) {
+    if (!socket_) restart_locked();  // throws when it cannot: the stage fails, closed
+    const long result = exchange(socket_.get(), born_, request, fds, count, payload);
+    if (result > 0) return static_cast<pid_t>(result);
+    if (result != -EPIPE) throw_errno(static_cast<int>(-result), "sendmsg to the box spawner");
+    socket_.reset();  // gone: restarted at the next attempt (or the next spawn)
+    if (attempt == 1) {
+      set_health(false, "the restarted box spawner went away at once");
+      throw_errno(EPIPE, "the box spawner went away after a restart");
     }
-    throw_errno(EPIPE, "read the box spawner's reply (spawner gone)");
   }
-  if (reply <= 0) throw_errno(-reply, "the box spawner's clone(CLONE_PARENT|CLONE_NEWPID)");
-  return reply;
 }
 
 }  // namespace cutor::sandbox

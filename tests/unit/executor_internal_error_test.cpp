@@ -46,6 +46,7 @@ class FakeSandbox : public Sandbox {
     }
     return r;
   }
+  SandboxHealth health() const override { return {}; }
 };
 
 Submission run_one(FakeSandbox& sandbox, std::vector<SubmissionFile> files,

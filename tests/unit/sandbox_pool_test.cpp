@@ -191,10 +191,11 @@ class SandboxPoolTest : public ::testing::Test {
     fs::remove_all(root_, ec);
   }
 
-  void start(int prepared_boxes, int64_t idle_ms = 500) {
+  void start(int prepared_boxes, int64_t idle_ms = 500, std::string spawner_exe = CUTOR_BINARY) {
     SandboxOptions options;
     options.prepared_boxes = prepared_boxes;
     options.prepared_idle_ms = idle_ms;
+    options.spawner_exe = std::move(spawner_exe);
     options.workspace_bytes = 16 << 20;
     sandbox_ = make_sandbox(options);
     workspace_ = sandbox_->make_workspace(root_, "ws");
@@ -395,7 +396,23 @@ TEST_F(SandboxPoolTest, APreparedBoxGetsTheRunsIdentityLimitsAndAFreshRoot) {
   EXPECT_EQ(r.stdout_data, std::to_string(64 << 20) + "\n");
 }
 
-// Someone on the host kills the spawner or the prepared boxes: stages still run.
+pid_t spawner_pid() {
+  for (const auto& [pid, cmdline] : children())
+    if (cmdline.rfind("cutor-spawner", 0) == 0) return pid;
+  return -1;
+}
+
+void kill_and_wait_dead(pid_t pid) {
+  ::kill(pid, SIGKILL);
+  ASSERT_TRUE(eventually([pid] {
+    const std::string stat = read_file("/proc/" + std::to_string(pid) + "/stat");
+    const auto paren = stat.rfind(')');
+    return paren == std::string::npos || stat.compare(paren + 2, 1, "Z") == 0;
+  }));
+}
+
+// Someone on the host kills the spawner or the prepared boxes: stages still run (the
+// spawner is restarted from the cutor binary, the pool's boxes are made again).
 TEST_F(SandboxPoolTest, KilledSpawnerAndPreparedBoxesAreNotFatal) {
   start(2);
   warm_up(2);
@@ -421,12 +438,43 @@ TEST_F(SandboxPoolTest, KilledSpawnerAndPreparedBoxesAreNotFatal) {
     ASSERT_EQ(r.status, StageStatus::kOk) << r.stderr_data;
     EXPECT_EQ(r.stdout_data, "still " + std::to_string(i) + "\n");
   }
+  const SandboxHealth health = sandbox_->health();
+  EXPECT_TRUE(health.ok) << health.problem;
+  EXPECT_EQ(health.spawner_restarts, 1);
+  EXPECT_GT(spawner_pid(), 0) << "no spawner after the restart";
   sandbox_.reset();
   std::string left;
   for (const auto& [pid, cmdline] : children())
     left += read_file("/proc/" + std::to_string(pid) + "/stat") + "\n";
   EXPECT_EQ(left, "") << "children left after the sandbox (their stat lines)";
   EXPECT_EQ(stage_cgroups(), std::vector<std::string>{});
+}
+
+// A spawner that cannot be restarted fails stages closed (never a fork of this process)
+// and says why in health(); a restart that works later brings it back.
+TEST_F(SandboxPoolTest, SpawnerThatCannotBeRestartedFailsStagesClosed) {
+  for (const std::string& exe : {std::string(), std::string("/bin/false")}) {
+    SCOPED_TRACE("spawner_exe '" + exe + "'");
+    start(0, 500, exe);
+    ASSERT_EQ(run("echo before").status, StageStatus::kOk);
+    const pid_t spawner = spawner_pid();
+    ASSERT_GT(spawner, 0);
+    kill_and_wait_dead(spawner);
+    for (int i = 0; i < 2; ++i) {
+      StageResult r = run("echo after");
+      EXPECT_EQ(r.status, StageStatus::kInternalError);
+      EXPECT_EQ(r.stdout_data, "");
+      EXPECT_NE(r.stderr_data.find("box spawner"), std::string::npos) << r.stderr_data;
+    }
+    const SandboxHealth health = sandbox_->health();
+    EXPECT_FALSE(health.ok);
+    EXPECT_EQ(health.spawner_restarts, 0);
+    EXPECT_NE(health.problem, "");
+    EXPECT_EQ(count_children_named("cutor-box-init"), 0) << "a box was forked another way";
+    sandbox_.reset();
+    workspace_.reset();
+    EXPECT_EQ(children(), (std::vector<std::pair<pid_t, std::string>>{}));
+  }
 }
 
 TEST_F(SandboxPoolTest, PreparedBoxesAreDiscardedWhenIdle) {
