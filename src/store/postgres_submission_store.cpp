@@ -1,6 +1,7 @@
 // PostgresSubmissionStore: see postgres_submission_store.h for leases and notification.
 //
-// Schema (version 2, in table cutor_schema; version 1 gains test_results):
+// Schema (version 3, in table cutor_schema; version 2 added test_results and runtimes,
+// version 3 submission_counts):
 //   submissions  one row per submission, the request (request_codec's format) in it as
 //                bytea: PostgreSQL keeps a large value out of line (TOAST), so status
 //                writes do not copy it. Lease: lease_owner (a store instance), lease_at
@@ -10,6 +11,9 @@
 //   test_results (seq, idx) -> one finished test (request_codec's test result format); a
 //                missing row is a test not run yet.
 //   runtimes     the runtime catalogue; ids from a sequence, never given again.
+//   submission_counts  (status, result, shard) -> a part of the count of submissions,
+//                kept by a trigger as rows change; a shard per backend (pid % 16) so
+//                concurrent transactions rarely wait on one counter row.
 // Every integer column is bigint so results read as one binary type.
 #include "store/postgres_submission_store.h"
 
@@ -37,7 +41,7 @@ namespace {
 using pg::Params;
 using store_rows::enum_from_db;
 
-constexpr int64_t kSchemaVersion = 2;
+constexpr int64_t kSchemaVersion = 3;
 constexpr int64_t kSchemaLockKey = 0x637574'6f7201;  // pg_advisory_xact_lock keys
 constexpr int64_t kInsertLockKey = 0x637574'6f7202;
 constexpr size_t kMaxIdleConnections = 16;
@@ -93,6 +97,40 @@ CREATE TABLE runtimes (
   UNIQUE (name, version)
 );
 INSERT INTO cutor_schema (version) VALUES (2);
+)sql";
+
+// submission_counts (result -1: none); see the schema comment above.
+constexpr const char* kMigrateTo3Sql = R"sql(
+CREATE TABLE submission_counts (
+  status bigint NOT NULL,
+  result bigint NOT NULL,
+  shard  bigint NOT NULL,
+  n      bigint NOT NULL,
+  PRIMARY KEY (status, result, shard)
+);
+LOCK TABLE submissions IN SHARE MODE;
+INSERT INTO submission_counts (status, result, shard, n)
+  SELECT status, coalesce(result, -1), 0, count(*) FROM submissions GROUP BY 1, 2;
+CREATE FUNCTION cutor_count_submissions() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+  part bigint := pg_backend_pid() % 16;
+BEGIN
+  IF TG_OP <> 'INSERT' THEN
+    INSERT INTO submission_counts VALUES (OLD.status, coalesce(OLD.result, -1), part, -1)
+      ON CONFLICT (status, result, shard) DO UPDATE SET n = submission_counts.n - 1;
+  END IF;
+  IF TG_OP <> 'DELETE' THEN
+    INSERT INTO submission_counts VALUES (NEW.status, coalesce(NEW.result, -1), part, 1)
+      ON CONFLICT (status, result, shard) DO UPDATE SET n = submission_counts.n + 1;
+  END IF;
+  RETURN NULL;
+END $$;
+CREATE TRIGGER submission_counts_insert_delete AFTER INSERT OR DELETE ON submissions
+  FOR EACH ROW EXECUTE FUNCTION cutor_count_submissions();
+CREATE TRIGGER submission_counts_update AFTER UPDATE OF status, result ON submissions
+  FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status OR OLD.result IS DISTINCT FROM NEW.result)
+  EXECUTE FUNCTION cutor_count_submissions();
+INSERT INTO cutor_schema (version) VALUES (3);
 )sql";
 
 // A submission's columns then its stages' (LEFT JOIN: NULL stage columns for none);
@@ -276,12 +314,12 @@ void PostgresSubmissionStore::create_or_check_schema() {
     throw StoreError(c->label() + ": schema version " + std::to_string(*version) +
                      " is newer than the " + std::to_string(kSchemaVersion) +
                      " this build knows; upgrade cutor");
-  } else if (*version == 1) {
-    c->exec_script("migrate schema 1 to 2", kMigrateTo2Sql);
-  } else if (*version < kSchemaVersion) {
-    throw StoreError(c->label() + ": schema version " + std::to_string(*version) +
-                     " has no migration to " + std::to_string(kSchemaVersion));
   }
+  if (*version == 1) {
+    c->exec_script("migrate schema 1 to 2", kMigrateTo2Sql);
+    version = 2;
+  }
+  if (*version == 2) c->exec_script("migrate schema 2 to 3", kMigrateTo3Sql);
   tx.commit();
 }
 
@@ -584,12 +622,15 @@ int64_t PostgresSubmissionStore::delete_finished_before(int64_t finished_before_
 
 int64_t PostgresSubmissionStore::count_all() {
   Conn c(*this);
-  return c->exec("count all", "SELECT count(*)::bigint FROM submissions").int64(0, 0);
+  return c->exec("count all", "SELECT coalesce(sum(n), 0)::bigint FROM submission_counts")
+      .int64(0, 0);
 }
 
 int64_t PostgresSubmissionStore::count_unfinished() {
   Conn c(*this);
-  return c->exec("count unfinished", "SELECT count(*)::bigint FROM submissions WHERE status < 5")
+  return c
+      ->exec("count unfinished",
+             "SELECT coalesce(sum(n), 0)::bigint FROM submission_counts WHERE status < 5")
       .int64(0, 0);
 }
 
@@ -599,7 +640,7 @@ std::vector<std::pair<std::string, int64_t>> PostgresSubmissionStore::count_by_s
     counts.emplace_back(status_name(static_cast<SubmissionStatus>(i)), 0);
   Conn c(*this);
   pg::Result r = c->exec("count by status",
-                         "SELECT status, count(*)::bigint FROM submissions GROUP BY status");
+                         "SELECT status, sum(n)::bigint FROM submission_counts GROUP BY status");
   for (int i = 0; i < r.rows(); ++i)
     counts[static_cast<int>(enum_from_db<SubmissionStatus>(r.int64(i, 0), 5, "status"))].second =
         r.int64(i, 1);
@@ -612,8 +653,8 @@ std::vector<std::pair<std::string, int64_t>> PostgresSubmissionStore::count_by_r
     counts.emplace_back(result_name(static_cast<Result>(i)), 0);
   Conn c(*this);
   pg::Result r = c->exec("count by result",
-                         "SELECT result, count(*)::bigint FROM submissions"
-                         " WHERE result IS NOT NULL GROUP BY result");
+                         "SELECT result, sum(n)::bigint FROM submission_counts"
+                         " WHERE result >= 0 GROUP BY result");
   for (int i = 0; i < r.rows(); ++i)
     counts[static_cast<int>(enum_from_db<Result>(r.int64(i, 0), kResultCount - 1, "result"))]
         .second = r.int64(i, 1);

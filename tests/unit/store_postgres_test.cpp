@@ -189,15 +189,15 @@ TEST_F(PostgresStoreTest, AServerRestartIsSurvivedAndMissedChangesCaughtUp) {
 }
 
 TEST_F(PostgresStoreTest, ASchemaNewerThanThisBuildIsRefused) {
-  { open_postgres_store({.url = url_}); }  // creates version 2
+  { open_postgres_store({.url = url_}); }  // creates version 3
   std::string db = url_.substr(url_.find("@/") + 2);
   db = db.substr(0, db.find('?'));
-  PgCluster::shared().psql("INSERT INTO cutor_schema (version) VALUES (3)", db);
+  PgCluster::shared().psql("INSERT INTO cutor_schema (version) VALUES (4)", db);
   try {
     open_postgres_store({.url = url_});
-    FAIL() << "opened a version 3 schema";
+    FAIL() << "opened a version 4 schema";
   } catch (const StoreError& e) {
-    EXPECT_NE(std::string(e.what()).find("schema version 3 is newer"), std::string::npos)
+    EXPECT_NE(std::string(e.what()).find("schema version 4 is newer"), std::string::npos)
         << e.what();
   }
 }
@@ -210,7 +210,10 @@ TEST_F(PostgresStoreTest, SchemaVersionOneIsMigrated) {
   { open_postgres_store({.url = url_})->insert(old, 0); }
   std::string db = url_.substr(url_.find("@/") + 2);
   db = db.substr(0, db.find('?'));
-  PgCluster::shared().psql("DROP TABLE test_results; DROP TABLE runtimes; UPDATE cutor_schema SET version = 1", db);
+  PgCluster::shared().psql(
+      "DROP TABLE test_results; DROP TABLE runtimes; DROP TABLE submission_counts;"
+      " DROP FUNCTION cutor_count_submissions CASCADE; UPDATE cutor_schema SET version = 1",
+      db);
   auto store = open_postgres_store({.url = url_});
   EXPECT_TRUE(store->get(old.id));
   Submission s;
@@ -223,6 +226,8 @@ TEST_F(PostgresStoreTest, SchemaVersionOneIsMigrated) {
   t.verdict = Verdict::kAccepted;
   EXPECT_TRUE(store->write_tests(s.id, {{0, t}}));
   EXPECT_EQ(store->get(s.id)->tests.at(0), t);
+  EXPECT_EQ(store->count_all(), 2);  // the migration counted the old row
+  EXPECT_EQ(store->count_unfinished(), 2);
 }
 
 TEST_F(PostgresStoreTest, AnUnreachableServerIsAStoreErrorWithoutThePassword) {

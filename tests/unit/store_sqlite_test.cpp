@@ -736,7 +736,11 @@ TEST(StoreOpen, SchemaVersionOneIsMigrated) {
     auto store = open_sqlite_store({.path = dir.file("db")});
     store->insert(old, 0);
   }
-  raw_exec(dir.file("db"), "DROP TABLE test_results; DROP TABLE runtimes; PRAGMA user_version = 1");
+  raw_exec(dir.file("db"),
+           "DROP TABLE test_results; DROP TABLE runtimes; DROP TABLE submission_counts;"
+           " DROP TRIGGER submission_counts_insert; DROP TRIGGER submission_counts_delete;"
+           " DROP TRIGGER submission_counts_update;"
+           " PRAGMA user_version = 1");
   auto store = open_sqlite_store({.path = dir.file("db")});
   EXPECT_TRUE(store->get(old.id));
   Submission s;
@@ -749,6 +753,8 @@ TEST(StoreOpen, SchemaVersionOneIsMigrated) {
   t.verdict = Verdict::kAccepted;
   EXPECT_TRUE(store->write_tests(s.id, {{0, t}}));
   EXPECT_EQ(store->get(s.id)->tests.at(0), t);
+  EXPECT_EQ(store->count_all(), 2);  // the migration counted the old row
+  EXPECT_EQ(store->count_unfinished(), 2);
 }
 
 TEST(StoreOpen, CorruptRowsGiveStoreErrors) {
