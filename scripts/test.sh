@@ -5,11 +5,13 @@
 # suite again on a build under AddressSanitizer + UBSan (build type Asan): any report fails
 # it (see "Sanitizers" in tests/README.md). The Debug pass runs first: a plain failure shows
 # up there sooner and without sanitizer noise. Last, the libFuzzer target over request
-# parsing and validation runs for 60 s (scripts/fuzz.sh: clang-19, ASan+UBSan).
+# parsing and validation runs for 60 s (scripts/fuzz.sh: clang-19, ASan+UBSan), and the
+# unit tests run once more under ThreadSanitizer (build type Tsan; any report fails them).
 # Needs root: the sandbox uses namespaces, mounts and cgroups; Nix runs without a daemon.
 #   CUTOR_SKIP_ASAN=1 scripts/test.sh            # the Debug pass only (CI runs both)
 #   CUTOR_ASAN_UNIT_ONLY=1 scripts/test.sh       # ASan pass without the end-to-end tests
 #   CUTOR_SKIP_FUZZ=1 scripts/test.sh            # without the libFuzzer run
+#   CUTOR_SKIP_TSAN=1 scripts/test.sh            # without the ThreadSanitizer pass
 #   scripts/test.sh -R integration.test_flow     # extra arguments go to ctest
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,4 +44,17 @@ fi
 if [[ ${CUTOR_SKIP_FUZZ:-0} != 1 ]]; then
   echo "== libFuzzer run (scripts/fuzz.sh 60)"
   scripts/fuzz.sh 60
+fi
+if [[ ${CUTOR_SKIP_TSAN:-0} != 1 ]]; then
+  echo "== ThreadSanitizer build in build/tsan (unit tests)"
+  cmake -S . -B "$root/build/tsan" -G Ninja -DCMAKE_BUILD_TYPE=Tsan >/dev/null
+  cmake --build "$root/build/tsan"
+  echo "== ThreadSanitizer unit tests"
+  # Three tests count the processes of a box or expect a forked test child to die by a
+  # signal; TSan's runtime adds a process / exits a fork of a threaded program itself. They
+  # test no threading and run in the passes above.
+  (cd "$root/build/tsan" &&
+    TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:exitcode=66:second_deadlock_stack=1} \
+      ctest --output-on-failure --timeout 900 -j "$(nproc)" -L unit \
+      -E '(StartBoxGivesTheThreadItsPidNamespaceBack|ProcShowsOnlyTheBox|HeartbeatsKeepALiveLeaseAndAKilledWorkersIsRequeued)$' "$@")
 fi

@@ -121,7 +121,7 @@ void PostgresSubmissionStore::notify_listeners(const std::string& id, Submission
 void PostgresSubmissionStore::listen_loop(std::stop_token stop,
                                           std::unique_ptr<pg::Connection> first) {
   std::unique_ptr<pg::Connection> c = std::move(first);
-  std::optional<int64_t> lost_at_ms;
+  int64_t lost_at_ms = 0;  // when the connection was lost; 0: listening
   std::mutex mu;
   std::condition_variable_any cv;
   while (!stop.stop_requested()) {
@@ -131,11 +131,11 @@ void PostgresSubmissionStore::listen_loop(std::stop_token stop,
         c->exec("listen", "LISTEN cutor_changes");
       }
       // Listening again: whatever changed while deaf is looked at once.
-      if (lost_at_ms) catch_up(*lost_at_ms);
-      lost_at_ms.reset();
+      if (lost_at_ms != 0) catch_up(lost_at_ms);
+      lost_at_ms = 0;
       listen_on(*c, stop);
     } catch (const std::exception& e) {
-      if (!lost_at_ms) {
+      if (lost_at_ms == 0) {
         lost_at_ms = now_unix_ms();
         std::fprintf(stderr, "cutor store: lost the notification connection (reconnecting): %s\n",
                      e.what());
