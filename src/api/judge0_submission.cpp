@@ -268,7 +268,16 @@ std::expected<SubmissionRequest, json::object> parse_submission(
                                                              : json::serialize(*lid)));
   }
   auto source = read_text(o, "source_code", base64, errors);
-  if (!o.contains("source_code") || o.at("source_code").is_null() || (source && source->empty()))
+  // additional_files: a zip, always base64 (Judge0's rule), unpacked by the build stage.
+  const bool has_files = o.contains("additional_files") && !o.at("additional_files").is_null();
+  auto zip = read_text(o, "additional_files", true, errors);
+  if (has_files && zip && zip->empty()) errors.add("additional_files", "is an empty zip");
+  // Judge0's multi-file program takes its compile and run scripts from the zip alone.
+  const bool multi_file = lang != nullptr && lang->runtime->name == kMultiFileRuntime;
+  if (multi_file && !has_files)
+    errors.add("additional_files", "can't be blank for the multi-file program");
+  if (!multi_file &&
+      (!o.contains("source_code") || o.at("source_code").is_null() || (source && source->empty())))
     errors.add("source_code", "can't be blank");
   auto stdin_data = read_text(o, "stdin", base64, errors);
   meta.expected_output = read_text(o, "expected_output", base64, errors);
@@ -335,7 +344,6 @@ std::expected<SubmissionRequest, json::object> parse_submission(
        {std::pair{"callback_url",
                   "is not supported yet: cutor has no webhook delivery; poll "
                   "GET /submissions/{token}"},
-        {"additional_files", "is not supported yet: send the program as one source_code"},
         {"compiler_options", "is not supported: a runtime's compile.sh takes no options"}})
     if (const json::value* v = o.if_contains(key); v != nullptr && !v->is_null())
       errors.add(key, why);
@@ -369,7 +377,8 @@ std::expected<SubmissionRequest, json::object> parse_submission(
   meta.language_id = lang->id;
   meta.language_name = lang->name;
   meta.source_file = rt.source_file;
-  req.files.push_back({rt.source_file, std::move(*source)});
+  if (source && !source->empty()) req.files.push_back({rt.source_file, std::move(*source)});
+  if (zip) req.files.push_back({std::string(kProjectArchive), std::move(*zip)});
   if (rt.nix) req.files.push_back({"cutor.nix", *rt.nix});
   if (rt.compile_sh) req.files.push_back({"compile.sh", *rt.compile_sh});
   req.files.push_back({"run.sh", rt.run_sh});
