@@ -98,7 +98,9 @@ std::optional<std::string> read_text(const json::object& o, std::string_view key
   for (char c : v->get_string())
     if (c != '\n' && c != '\r') compact.push_back(c);
   auto bytes = base64_decode(compact);
-  if (!bytes) errors.add(key, "is not valid base64 (base64_encoded=true)");
+  if (!bytes)
+    errors.add(key, key == "additional_files" ? "is not valid base64 (a zip, always base64)"
+                                              : "is not valid base64 (base64_encoded=true)");
   return bytes;
 }
 

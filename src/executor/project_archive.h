@@ -16,11 +16,11 @@ namespace cutor {
 inline constexpr int64_t kMaxArchiveEntries = 10'000;
 
 // The argv that unpacks kProjectArchive in the box's working directory, then removes it.
-// Exit codes: unzip's own (9: not a zip archive, 50/51: the disk or a file size limit is
-// full...) or 3 when the listing is refused, with "cutor: ..." on stderr saying why: more
-// than kMaxArchiveEntries entries, an absolute or `..` path, a symbolic link, or an entry
-// that would replace the archive or a file already written (cutor.nix, compile.sh,
-// run.sh, the other submission files).
+// Exit codes: unzip's own (9: not a zip archive, 50: the workspace is full...; killed by
+// SIGXFSZ at the file size limit) or 3 when the listing is refused, with "cutor: ..." on stderr
+// saying why: more than kMaxArchiveEntries entries, an absolute or `..` path, a symbolic link, or
+// an entry that would replace the archive or a file already written (cutor.nix, compile.sh, run.sh,
+// the other submission files).
 std::vector<std::string> unpack_argv();
 
 }  // namespace cutor
