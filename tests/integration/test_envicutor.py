@@ -327,3 +327,15 @@ def test_paths_do_not_clash(srv):
     assert srv.client.get("/runtimes/1/x").status == 404
     assert srv.client.get("/languages").status == 200
     assert srv.client.get("/api/v1/runtimes").status == 200
+
+
+def test_the_test_channel_has_unzip_for_runtimes_that_unpack_themselves(srv):
+    nix = "{ pkgs ? import <nixpkgs> {} }: pkgs.mkShell { buildInputs = [ pkgs.unzip ]; }"
+    r = srv.client.post("/runtimes", {"name": "unzip-list", "nix_shell": nix,
+                                      "compile_script": "", "run_script": "command -v unzip",
+                                      "source_file_name": "a"})
+    assert r.status == 200, r
+    r = execute(srv, {"runtime_id": r.json()["id"], "source_code": ""})
+    assert r.status == 200, r
+    out = r.json()["run"]["stdout"]
+    assert out.startswith("/nix/store/") and out.endswith("-unzip-6.0/bin/unzip\n"), out
