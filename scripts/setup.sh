@@ -10,6 +10,7 @@ PACKAGES=(
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
   libsqlite3-dev sqlite3 libpq-dev postgresql libseccomp-dev libssl-dev libspdlog-dev
   libcli11-dev libgtest-dev nix-bin bubblewrap python3 python3-pytest curl iproute2 procps nodejs
+  unzip zip
   clang-19 libclang-rt-19-dev
 )
 

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "api/change_waiters.h"
+#include "api/envicutor_api.h"
 #include "api/json_text.h"
 #include "api/judge0_api.h"
 #include "api/metrics.h"
@@ -186,7 +187,7 @@ struct Query {
 bool may_long_poll(const Request& req) {
   auto url = boost::urls::parse_origin_form(req.target());
   if (!url) return false;
-  if (url->encoded_path() == "/api/v2/execute") return true;
+  if (url->encoded_path() == "/api/v2/execute" || url->encoded_path() == "/execute") return true;
   for (const auto& param : url->params())
     if (param.key == "wait" && param.value == "true") return true;
   return false;
@@ -652,6 +653,18 @@ asio::awaitable<Response> HttpServer::Impl::route(const Request& req) {
                             [this](const Submission& s) { return insert_and_wait(s); }};
     Judge0Answer a = co_await handle_judge0(ctx, req.method_string(), path, q.values,
                                             req[http::field::content_type], req.body());
+    if (!a.body) co_return Response{static_cast<http::status>(a.http_status), 11};
+    co_return json_response(static_cast<http::status>(a.http_status), *a.body);
+  }
+  // envicutor's API (envicutor_api.h): /runtimes, /execute; {"message"} errors.
+  if (is_envicutor_path(path)) {
+    if (q.error)
+      co_return json_response(http::status::bad_request,
+                              json::object{{"message", q.error->message}});
+    const EnvicutorContext ctx{store, config.limits, deps, config.max_wait_ms,
+                               [this](const Submission& s) { return insert_and_wait(s); }};
+    EnvicutorAnswer a = co_await handle_envicutor(ctx, req.method_string(), path, q.values,
+                                                  req[http::field::content_type], req.body());
     if (!a.body) co_return Response{static_cast<http::status>(a.http_status), 11};
     co_return json_response(static_cast<http::status>(a.http_status), *a.body);
   }

@@ -245,7 +245,7 @@ json::object config_info(const Judge0Context& ctx) {
   o["enable_callbacks"] = false;
   o["callbacks_max_tries"] = 0;
   o["callbacks_timeout"] = "0.0";
-  o["enable_additional_files"] = false;
+  o["enable_additional_files"] = true;
   o["max_queue_size"] = ctx.max_queue;
   o["cpu_time_limit"] = seconds(def.cpu_time_ms);
   o["max_cpu_time_limit"] = seconds(max.cpu_time_ms);

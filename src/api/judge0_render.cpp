@@ -53,6 +53,16 @@ Outcome outcome_of(const Submission& s, const Meta& meta) {
   const StageResult& compile = s.stage(Stage::kCompile);
   const StageResult& run = s.stage(Stage::kRun);
   o.compile_output = unless_empty(compile.output);
+  // additional_files that do not unpack are the client's error: Compilation Error with
+  // the unpacking's output (Judge0 has no status of its own for it).
+  const StageResult& build = s.stage(Stage::kBuild);
+  if (failed(build) && build.status != StageStatus::kInternalError &&
+      s.request.find_file(kProjectArchive) != nullptr) {
+    o.status = 6;
+    o.compile_output = unless_empty(build.output);
+    o.message = "additional_files could not be unpacked";
+    return o;
+  }
   for (Stage early : {Stage::kEnvironment, Stage::kBuild}) {
     if (!failed(s.stage(early))) continue;
     o.status = 13;
@@ -338,7 +348,11 @@ std::optional<std::expected<json::object, std::string>> render(
       v = json::object{{"id", out.status}, {"description", status_description(out.status)}};
     else if (f == "language")
       v = json::object{{"id", meta->language_id}, {"name", meta->language_name}};
-    // compiler_options, callback_url, additional_files: always null (refused on input)
+    else if (f == "additional_files")
+      v = s.request.find_file(kProjectArchive) != nullptr
+              ? json::value(base64_encode(s.request.find_file(kProjectArchive)->content))
+              : json::value(nullptr);
+    // compiler_options, callback_url: always null (refused on input)
     o[f] = std::move(v);
   }
   if (not_utf8)

@@ -98,7 +98,9 @@ std::optional<std::string> read_text(const json::object& o, std::string_view key
   for (char c : v->get_string())
     if (c != '\n' && c != '\r') compact.push_back(c);
   auto bytes = base64_decode(compact);
-  if (!bytes) errors.add(key, "is not valid base64 (base64_encoded=true)");
+  if (!bytes)
+    errors.add(key, key == "additional_files" ? "is not valid base64 (a zip, always base64)"
+                                              : "is not valid base64 (base64_encoded=true)");
   return bytes;
 }
 
@@ -268,7 +270,16 @@ std::expected<SubmissionRequest, json::object> parse_submission(
                                                              : json::serialize(*lid)));
   }
   auto source = read_text(o, "source_code", base64, errors);
-  if (!o.contains("source_code") || o.at("source_code").is_null() || (source && source->empty()))
+  // additional_files: a zip, always base64 (Judge0's rule), unpacked by the build stage.
+  const bool has_files = o.contains("additional_files") && !o.at("additional_files").is_null();
+  auto zip = read_text(o, "additional_files", true, errors);
+  if (has_files && zip && zip->empty()) errors.add("additional_files", "is an empty zip");
+  // Judge0's multi-file program takes its compile and run scripts from the zip alone.
+  const bool multi_file = lang != nullptr && lang->runtime->name == kMultiFileRuntime;
+  if (multi_file && !has_files)
+    errors.add("additional_files", "can't be blank for the multi-file program");
+  if (!multi_file &&
+      (!o.contains("source_code") || o.at("source_code").is_null() || (source && source->empty())))
     errors.add("source_code", "can't be blank");
   auto stdin_data = read_text(o, "stdin", base64, errors);
   meta.expected_output = read_text(o, "expected_output", base64, errors);
@@ -335,7 +346,6 @@ std::expected<SubmissionRequest, json::object> parse_submission(
        {std::pair{"callback_url",
                   "is not supported yet: cutor has no webhook delivery; poll "
                   "GET /submissions/{token}"},
-        {"additional_files", "is not supported yet: send the program as one source_code"},
         {"compiler_options", "is not supported: a runtime's compile.sh takes no options"}})
     if (const json::value* v = o.if_contains(key); v != nullptr && !v->is_null())
       errors.add(key, why);
@@ -369,7 +379,8 @@ std::expected<SubmissionRequest, json::object> parse_submission(
   meta.language_id = lang->id;
   meta.language_name = lang->name;
   meta.source_file = rt.source_file;
-  req.files.push_back({rt.source_file, std::move(*source)});
+  if (source && !source->empty()) req.files.push_back({rt.source_file, std::move(*source)});
+  if (zip) req.files.push_back({std::string(kProjectArchive), std::move(*zip)});
   if (rt.nix) req.files.push_back({"cutor.nix", *rt.nix});
   if (rt.compile_sh) req.files.push_back({"compile.sh", *rt.compile_sh});
   req.files.push_back({"run.sh", rt.run_sh});

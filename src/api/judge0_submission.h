@@ -37,6 +37,10 @@ boost::json::object language_detail(const Language& lang);
 std::string_view status_description(int id);
 inline constexpr int kStatusCount = 14;
 
+// The catalogue runtime that is Judge0's "Multi-file program": no source_code needed, the
+// zip of additional_files holds `run` (and optionally `compile`), bash scripts.
+inline constexpr std::string_view kMultiFileRuntime = "multi-file";
+
 // What the adapter keeps with a request (SubmissionRequest::adapter_data, JSON with
 // "api": "judge0") to answer in Judge0's terms later.
 struct Meta {

@@ -15,6 +15,7 @@
 #include <sstream>
 #include <thread>
 
+#include "executor/project_archive.h"
 #include "executor/test_cases.h"
 
 namespace cutor {
@@ -414,6 +415,18 @@ struct Executor::State {
       spdlog::error("submission {}: {}", s.id, e.what());
     }
     build.wall_time_us = micros_since(build_start);
+    // A project archive is unpacked in a box (untrusted input never meets the host's
+    // tools) with the compile stage's limits; the build stage then shows that box's run.
+    if (is_ok(build) && req.find_file(kProjectArchive) != nullptr) {
+      SandboxSpec spec;
+      spec.argv = unpack_argv();
+      spec.env = stage_env(s, nullptr);
+      spec.workspace = ws.get();
+      spec.limits = req.limits_for(Stage::kCompile);
+      build = sandbox.run(spec, cancel);
+      if (cancelled())
+        return Outcome{Result::kCancelled, {{Stage::kBuild, std::move(build)}}, std::move(ws)};
+    }
     if (abandoned()) return std::nullopt;
     if (!is_ok(build))
       return Outcome{result_of_failed(build, Result::kBuildError),

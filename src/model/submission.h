@@ -62,6 +62,10 @@ inline constexpr int kResultCount = static_cast<int>(Result::kCheckerError) + 1;
 std::string_view result_name(Result r);  // "OK", ...
 std::optional<Result> parse_result(std::string_view name);
 
+// A submission file with this name at the root is a project archive: the build stage
+// unpacks it in a box before compile (src/executor/project_archive.h).
+inline constexpr std::string_view kProjectArchive = "cutor.zip";
+
 // One file of a submission; `content` holds the decoded bytes.
 struct SubmissionFile {
   std::string name;

@@ -265,8 +265,8 @@ def test_limits_arguments_and_redirect(srv, lang):
 
 
 @pytest.mark.parametrize("extra,field,message", [
-    ({"additional_files": "UEsFBgAAAAAAAAAAAAAAAAAAAAAAAA=="}, "additional_files",
-     "is not supported yet: send the program as one source_code"),
+    ({"additional_files": "@@"}, "additional_files",
+     "is not valid base64 (a zip, always base64)"),
     ({"callback_url": "http://127.0.0.1:9/cb"}, "callback_url",
      "is not supported yet: cutor has no webhook delivery; poll GET /submissions/{token}"),
     ({"enable_network": True}, "enable_network", "is not supported: the sandbox has no network"),
@@ -374,7 +374,7 @@ def test_statuses_about_config_and_language_detail(srv, lang):
     config = srv.client.get("/config_info").json()
     assert config["max_cpu_time_limit"] == "300.0" and config["memory_limit"] == 524288
     assert config["enable_callbacks"] is False and config["max_submission_batch_size"] == 20
-    assert config["enable_additional_files"] is False and config["enable_wait_result"] is True
+    assert config["enable_additional_files"] is True and config["enable_wait_result"] is True
     detail = srv.client.get(f"/languages/{lang['c']}").json()
     assert detail == {"id": lang["c"], "name": "c (12.2.0)", "is_archived": False,
                       "source_file": "main.c", "compile_cmd": "gcc -O2 -o main main.c -lm\n",
@@ -387,7 +387,7 @@ def test_language_ids_follow_the_documented_rule_and_survive_a_restart(make_serv
     srv = make_server(SERVER_ARGS)
     first = srv.client.get("/languages").json()
     versions = {"bash": "5.2.15", "c": "12.2.0", "c++": "12.2.0", "javascript": "20.20.2",
-                "python": "3.11.2"}
+                "multi-file": "1.0.0", "python": "3.11.2"}
     for item in first:
         name, version = re.match(r"^(\S+) \((\S+)\)$", item["name"]).groups()
         assert item["id"] == judge0_id(name, version), item

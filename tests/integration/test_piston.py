@@ -51,7 +51,7 @@ def test_unmodified_piston_client_runs_runtimes_and_execute(srv):
     by_name = {r["language"]: r for r in got["runtimes"]}
     assert by_name["python"] == {"language": "python", "version": "3.11.2",
                                  "aliases": ["py", "python3"]}
-    assert set(by_name) == {"bash", "c", "c++", "javascript", "python"}
+    assert set(by_name) == {"bash", "c", "c++", "javascript", "multi-file", "python"}
     py = got["python"]
     assert "run" in py, py
     assert py["language"] == "python" and py["version"] == "3.11.2"

@@ -44,6 +44,9 @@ let
   gnugrep = hostTool { pname = "gnugrep"; version = "3.8"; tools = { grep = "/bin/grep"; }; };
   gnused = hostTool { pname = "gnused"; version = "4.9"; tools = { sed = "/bin/sed"; }; };
   gnumake = hostTool { pname = "gnumake"; version = "4.3"; tools = { make = "/usr/bin/make"; }; };
+  # Project archives (cutor.zip, Judge0's additional_files) are unpacked by Debian's unzip.
+  unzip = hostTool { pname = "unzip"; version = "6.0";
+                     tools = { unzip = "/usr/bin/unzip"; zipinfo = "/usr/bin/zipinfo"; }; };
   python3 = hostTool { pname = "python3"; version = "3.11.2";
                        tools = { python3 = "/usr/bin/python3"; python = "/usr/bin/python3"; }; };
   gcc = hostTool {
@@ -93,7 +96,7 @@ let
     });
 in
 {
-  inherit system stdenv mkShell hostTool bash coreutils gnugrep gnused gnumake python3 gcc nodejs
+  inherit system stdenv mkShell hostTool bash coreutils gnugrep gnused gnumake unzip python3 gcc nodejs
     jdk;
   python = python3;
   python311 = python3;
