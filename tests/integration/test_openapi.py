@@ -35,7 +35,7 @@ TOKEN = "openapi-token"
 # Responses the document describes that no request of a healthy test server can provoke.
 UNTESTABLE = {
     "500": "internal_error is a bug",
-    "503": "store_unavailable needs a failing store (test_faults.py), too_many_connections a "
+    "503": "health's failing needs a broken sandbox (test_faults.py), store_unavailable needs a failing store (test_faults.py), too_many_connections a "
            "flood (test_http_abuse.py), unavailable a host without Nix; queue_full is tested",
 }
 TESTED_503 = {("/api/v1/submissions", "POST")}
