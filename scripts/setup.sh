@@ -12,6 +12,7 @@ PACKAGES=(
   libcli11-dev libgtest-dev nix-bin bubblewrap python3 python3-pytest curl iproute2 procps nodejs
   unzip zip
   clang-19 libclang-rt-19-dev
+  chromium chromium-driver python3-jsonschema
 )
 
 scripts/install-packages.sh setup "${PACKAGES[@]}"
@@ -19,12 +20,15 @@ scripts/install-packages.sh setup "${PACKAGES[@]}"
 # an /etc without them).
 scripts/setup-nix.sh
 
+# The playground's npm packages (web/package.json: CodeMirror, esbuild), bundled into the
+# binary by the build. Debian's nodejs comes without npm (its own package).
+command -v npm >/dev/null || scripts/install-packages.sh setup npm
+npm install --prefix web --no-audit --no-fund --loglevel=error >/dev/null
+
 BUILD_TYPE=${1:-Release}
 BUILD_DIR=${2:-build/$(echo "$BUILD_TYPE" | tr '[:upper:]' '[:lower:]')}
 cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE="$BUILD_TYPE" >/dev/null
 cmake --build "$BUILD_DIR"
 # The unmodified third-party clients the compat tests drive (tests/compat/package.json).
-# Debian's nodejs comes without npm (its own package); some Node.js builds include it.
-command -v npm >/dev/null || scripts/install-packages.sh setup npm
 npm install --prefix tests/compat --no-audit --no-fund --loglevel=error >/dev/null
 echo "setup: built $BUILD_DIR/src/cli/cutor"

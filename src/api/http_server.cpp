@@ -33,6 +33,7 @@
 #include "api/piston_api.h"
 #include "api/runtime_api.h"
 #include "api/submission_json.h"
+#include "api/web_routes.h"
 
 namespace cutor {
 namespace asio = boost::asio;
@@ -387,7 +388,8 @@ asio::awaitable<void> HttpServer::Impl::session(tcp::socket socket) {
       // Authenticated before the body is read or 100 Continue is sent: an unauthenticated
       // client cannot make the server buffer max_body_bytes. Health needs no token.
       auto url = boost::urls::parse_origin_form(parser.get().target());
-      if (!url || url->encoded_path() != "/api/v1/health")
+      if (!url ||
+          (url->encoded_path() != "/api/v1/health" && !is_playground_path(url->encoded_path())))
         refused = unauthorized_response(parser.get());
     }
     if (!ec && !parser.is_done() && !refused) {
@@ -590,6 +592,8 @@ asio::awaitable<Response> HttpServer::Impl::route(const Request& req) {
     if (!ok) body["status"] = "failing";
     co_return json_response(ok ? http::status::ok : http::status::service_unavailable, body);
   }
+  // The playground's page and scripts hold no data; the page asks for the token.
+  if (is_playground_path(path)) co_return *web_route(req, path);
   if (auto res = unauthorized_response(req)) co_return std::move(*res);
 
   Query q;
@@ -613,6 +617,10 @@ asio::awaitable<Response> HttpServer::Impl::route(const Request& req) {
     if (method != http::verb::get) co_return not_allowed("GET");
     if (auto e = no_params()) co_return error_response(*e);
     co_return metrics_text();
+  }
+  if (path == "/api/v1/openapi.json") {
+    if (auto e = no_params(); e && method == http::verb::get) co_return error_response(*e);
+    co_return *web_route(req, path);
   }
   if (is_api && parts.size() == 3 && parts[2] == "info") {
     if (method != http::verb::get) co_return not_allowed("GET");
