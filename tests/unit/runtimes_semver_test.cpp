@@ -59,8 +59,9 @@ TEST(Catalogue, PicksTheHighestMatchingVersionByNameOrAlias) {
 TEST(Catalogue, ShippedFoldersLoad) {
   for (const char* dir : {CUTOR_DEFAULT_RUNTIMES_DIR}) {
     const auto rs = load_runtime_folder(dir);
-    EXPECT_EQ(rs.size(), 8u) << dir;
-    for (const auto& r : rs) EXPECT_TRUE(r.nix.has_value()) << r.name;
+    EXPECT_EQ(rs.size(), 9u) << dir;
+    // Judge0's multi-file program runs the scripts of its zip with the box's own shell.
+    for (const auto& r : rs) EXPECT_EQ(r.nix.has_value(), r.name != "multi-file") << r.name;
   }
 }
 
