@@ -554,3 +554,21 @@ def wait_until(predicate, timeout, interval=0.05, what="condition"):
             return
         time.sleep(interval)
     raise AssertionError(f"{what} not met within {timeout}s")
+
+
+SOURCE_DIR = os.environ.get("CUTOR_SOURCE_DIR") or os.path.dirname(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TEST_NIXPKGS = os.path.join(SOURCE_DIR, "tests", "nixpkgs")
+TEST_RUNTIMES = os.path.join(SOURCE_DIR, "tests", "runtimes")
+
+
+def catalogue_server(tmp_path_factory, name):
+    """For a module fixture (`yield from`): a server with 2 workers, the test Nix channel
+    and the test runtime catalogue; stopped and removed afterwards."""
+    base = tmp_path_factory.mktemp(name)
+    s = Server(base / "data", base, extra_args=[
+        "--workers", "2", "--nix-path", f"nixpkgs={TEST_NIXPKGS}", "--substituters", "",
+        "--runtimes", TEST_RUNTIMES])
+    s.start()
+    yield s
+    s.cleanup()

@@ -9,12 +9,8 @@ import zipfile
 
 import pytest
 
-from helpers import Server
+from helpers import catalogue_server
 
-SOURCE_DIR = os.environ.get("CUTOR_SOURCE_DIR") or os.path.dirname(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-NIXPKGS = os.path.join(SOURCE_DIR, "tests", "nixpkgs")
-RUNTIMES = os.path.join(SOURCE_DIR, "tests", "runtimes")
 STAGE_KEYS = {"memory", "exit_code", "exit_signal", "exit_message", "exit_status", "stdout",
               "stderr", "cpu_time", "wall_time"}
 NIX = "{ pkgs ? import <nixpkgs> {} }: pkgs.mkShell { buildInputs = [ pkgs.python3 ]; }"
@@ -22,13 +18,7 @@ NIX = "{ pkgs ? import <nixpkgs> {} }: pkgs.mkShell { buildInputs = [ pkgs.pytho
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory):
-    base = tmp_path_factory.mktemp("envicutor")
-    s = Server(base / "data", base, extra_args=[
-        "--workers", "2", "--nix-path", f"nixpkgs={NIXPKGS}", "--substituters", "",
-        "--runtimes", RUNTIMES])
-    s.start()
-    yield s
-    s.cleanup()
+    yield from catalogue_server(tmp_path_factory, "envicutor")
 
 
 def ids(srv):

@@ -12,12 +12,8 @@ import subprocess
 
 import pytest
 
-from helpers import Server
+from helpers import SOURCE_DIR, catalogue_server
 
-SOURCE_DIR = os.environ.get("CUTOR_SOURCE_DIR") or os.path.dirname(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-NIXPKGS = os.path.join(SOURCE_DIR, "tests", "nixpkgs")
-RUNTIMES = os.path.join(SOURCE_DIR, "tests", "runtimes")
 COMPAT = os.path.join(SOURCE_DIR, "tests", "compat")
 STAGE_KEYS = {"stdout", "stderr", "output", "code", "signal", "message", "status", "cpu_time",
               "wall_time", "memory"}
@@ -25,13 +21,7 @@ STAGE_KEYS = {"stdout", "stderr", "output", "code", "signal", "message", "status
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory):
-    base = tmp_path_factory.mktemp("piston")
-    s = Server(base / "data", base, extra_args=[
-        "--workers", "2", "--nix-path", f"nixpkgs={NIXPKGS}", "--substituters", "",
-        "--runtimes", RUNTIMES])
-    s.start()
-    yield s
-    s.cleanup()
+    yield from catalogue_server(tmp_path_factory, "piston")
 
 
 def execute(srv, body, **kw):

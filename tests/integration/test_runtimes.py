@@ -5,23 +5,15 @@ import os
 
 import pytest
 
-from helpers import Server
+from helpers import TEST_NIXPKGS, TEST_RUNTIMES, Server, catalogue_server
 
-SOURCE_DIR = os.environ.get("CUTOR_SOURCE_DIR") or os.path.dirname(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-NIXPKGS = os.path.join(SOURCE_DIR, "tests", "nixpkgs")
-RUNTIMES = os.path.join(SOURCE_DIR, "tests", "runtimes")
+NIXPKGS = TEST_NIXPKGS
+RUNTIMES = TEST_RUNTIMES
 
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory):
-    base = tmp_path_factory.mktemp("runtimes")
-    s = Server(base / "data", base, extra_args=[
-        "--workers", "2", "--nix-path", f"nixpkgs={NIXPKGS}", "--substituters", "",
-        "--runtimes", RUNTIMES])
-    s.start()
-    yield s
-    s.cleanup()
+    yield from catalogue_server(tmp_path_factory, "runtimes")
 
 
 def read(path):
